@@ -1,0 +1,112 @@
+"""Reader for the CoNLL txt files of GMNER (`token<TAB>tag`) and FMNERG (`token<TAB>coarse<TAB>fine`).
+
+A post starts at `IMGID:<id>`; one token per line follows; blank lines separate posts. Rules for bad
+input (each reported with file and line, see `issues.py`):
+
+* a token line before any `IMGID:` line is ignored;
+* a post with a line of the wrong number of columns, an empty token or an empty/duplicate id is dropped;
+* a post with no tokens is dropped.
+
+Label checks (unknown labels, stray `I-` tags) happen in `posts.py`, which knows the schema.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .issues import IssueLog
+
+IMGID_PREFIX = "IMGID:"
+
+
+def open_text(path: str | Path) -> io.TextIOBase:
+    """Open a UTF-8 text file, transparently gunzipping `*.gz`."""
+    path = Path(path)
+    if path.suffix == ".gz":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
+    return open(path, encoding="utf-8")  # noqa: SIM115 - returned to the caller
+
+
+@dataclass
+class ConllRecord:
+    """One post as written in the file: tokens and their label columns, with line numbers."""
+
+    id: str
+    line: int
+    tokens: list[str] = field(default_factory=list)
+    columns: list[list[str]] = field(default_factory=list)  # one list of tags per label column
+    token_lines: list[int] = field(default_factory=list)
+
+
+def read_conll(path: str | Path, n_label_columns: int, log: IssueLog) -> list[ConllRecord]:
+    """Read every well-formed post of `path`; problems go to `log` (raised when it is strict)."""
+    with open_text(path) as handle:
+        return list(_parse(handle, str(path), n_label_columns, log))
+
+
+def _parse(lines: Iterator[str], path: str, n_cols: int, log: IssueLog) -> Iterator[ConllRecord]:
+    current: ConllRecord | None = None
+    broken = False
+    seen: set[str] = set()
+
+    def finish() -> Iterator[ConllRecord]:
+        if current is None or broken:
+            return
+        if not current.tokens:
+            log.report("post has no tokens", "dropped post", path=path, line=current.line,
+                       post_id=current.id)
+            return
+        yield current
+
+    for number, raw in enumerate(lines, start=1):
+        line = raw.rstrip("\r\n")
+        if line.startswith(IMGID_PREFIX):
+            yield from finish()
+            post_id = line[len(IMGID_PREFIX):].strip()
+            current, broken = ConllRecord(post_id, number, columns=[[] for _ in range(n_cols)]), False
+            if not post_id:
+                log.report("empty post id after IMGID:", "dropped post", path=path, line=number)
+                broken = True
+            elif post_id in seen:
+                log.report(f"duplicate post id {post_id!r}", "dropped post", path=path, line=number,
+                           post_id=post_id)
+                broken = True
+            seen.add(post_id)
+            continue
+        if not line.strip():
+            continue
+        if current is None:
+            log.report("token line before any IMGID: line", "ignored line", path=path, line=number)
+            continue
+        if broken:
+            continue
+        fields = line.split("\t")
+        if len(fields) != 1 + n_cols:
+            log.report(f"expected {1 + n_cols} tab-separated fields, found {len(fields)}: {line[:60]!r}",
+                       "dropped post", path=path, line=number, post_id=current.id)
+            broken = True
+            continue
+        token = fields[0].strip()
+        if not token:
+            log.report("empty token", "dropped post", path=path, line=number, post_id=current.id)
+            broken = True
+            continue
+        current.tokens.append(token)
+        current.token_lines.append(number)
+        for column, tag in zip(current.columns, fields[1:]):
+            column.append(tag.strip())
+    yield from finish()
+
+
+def write_conll(path: str | Path, records: list[tuple[str, list[str], list[list[str]]]]) -> None:
+    """Write (id, tokens, label columns) posts in the same format (used by converters and tests)."""
+    with open(path, "w", encoding="utf-8") as out:
+        for post_id, tokens, columns in records:
+            out.write(f"{IMGID_PREFIX}{post_id}\n")
+            for i, token in enumerate(tokens):
+                out.write("\t".join([token, *(col[i] for col in columns)]) + "\n")
+            out.write("\n")
