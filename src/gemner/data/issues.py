@@ -33,8 +33,8 @@ class DataError(ValueError):
     """Bad input that the caller asked not to repair (strict mode), or that cannot be read at all."""
 
     def __init__(self, issue: DataIssue | str):
-        self.issue = issue if isinstance(issue, DataIssue) else DataIssue(str(issue), "stopped")
-        super().__init__(str(self.issue))
+        self.issue = issue if isinstance(issue, DataIssue) else None
+        super().__init__(str(issue))
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""The `gemner` command line (typer). Heavy libraries are imported inside commands, not at start-up."""

@@ -1,0 +1,18 @@
+"""The typer applications that command modules register on (kept apart from `main` to avoid cycles)."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="gemner",
+    help="Fine-grained multimodal named entity recognition and grounding (GEM).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = typer.Typer(help="Benchmark data: statistics, conversion, validation.", no_args_is_help=True)
+train_app = typer.Typer(help="Train one stage of the method.", no_args_is_help=True)
+
+app.add_typer(data_app, name="data")
+app.add_typer(train_app, name="train")

@@ -1,0 +1,32 @@
+"""Turn expected failures (bad data, missing weights) into one clear line and exit status 2."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import TypeVar
+
+import typer
+from rich.console import Console
+
+from ..data.issues import DataError
+from ..hub import MissingWeightsError
+
+F = TypeVar("F", bound=Callable)
+err_console = Console(stderr=True)
+
+EXPECTED_ERRORS: tuple[type[Exception], ...] = (DataError, MissingWeightsError, FileNotFoundError)
+
+
+def friendly_errors(func: F) -> F:
+    """Decorator for commands: expected errors print `error: ...` and exit 2, never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except EXPECTED_ERRORS as err:
+            err_console.print(f"[bold red]error:[/] {err}", highlight=False)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]

