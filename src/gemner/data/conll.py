@@ -28,7 +28,7 @@ def open_text(path: str | Path) -> io.TextIOBase:
     path = Path(path)
     if path.suffix == ".gz":
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-    return open(path, encoding="utf-8")  # noqa: SIM115 - returned to the caller
+    return open(path, encoding="utf-8")
 
 
 @dataclass
@@ -97,7 +97,7 @@ def _parse(lines: Iterator[str], path: str, n_cols: int, log: IssueLog) -> Itera
             continue
         current.tokens.append(token)
         current.token_lines.append(number)
-        for column, tag in zip(current.columns, fields[1:]):
+        for column, tag in zip(current.columns, fields[1:], strict=True):
             column.append(tag.strip())
     yield from finish()
 

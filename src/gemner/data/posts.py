@@ -31,7 +31,7 @@ def _check_tags(record: ConllRecord, column: int, schema: LabelSchema, coarse: b
                 path: str, log: IssueLog) -> list[str] | None:
     """The column's tags in canonical spelling, or None (post dropped) if one is invalid."""
     tags = []
-    for tag, line in zip(record.columns[column], record.token_lines):
+    for tag, line in zip(record.columns[column], record.token_lines, strict=True):
         try:
             prefix, label = split_tag(tag)
         except ValueError:
@@ -59,7 +59,7 @@ def record_to_post(record: ConllRecord, schema: LabelSchema, path: str, log: Iss
         coarse_tags = _check_tags(record, 0, schema, coarse=True, path=path, log=log)
         if coarse_tags is None:
             return None
-        for tag, coarse_tag, line in zip(tags, coarse_tags, record.token_lines):
+        for tag, coarse_tag, line in zip(tags, coarse_tags, record.token_lines, strict=True):
             prefix, label = split_tag(tag)
             expected = OUTSIDE if label is None else f"{prefix}-{schema.coarse_of[label]}"
             if coarse_tag != expected:
@@ -109,7 +109,7 @@ def attach_boxes(post: Post, annotation: ImageAnnotation | None, log: IssueLog) 
         if checked is not None:
             by_name[name].append(checked)
     post.entities = [
-        Entity(e.start, e.end, e.text, e.type, e.coarse, tuple(by_name[e.text]) if by_name.get(e.text) else None)
+        Entity(e.start, e.end, e.text, e.type, e.coarse, tuple(by_name[e.text]) if by_name[e.text] else None)
         for e in post.entities
     ]
     return post

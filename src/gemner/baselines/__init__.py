@@ -1,0 +1,1 @@
+"""Reference baselines that every model must beat."""

@@ -1,0 +1,232 @@
+"""User data: posts JSONL in, predictions JSONL out (resumable), gold JSONL for scoring.
+
+Posts in, one per line: `{"id": "...", "text": "raw text"}` or `{"id": "...", "tokens": [...]}`, with an
+optional `"image": "path"` (relative paths resolve against `images_dir`, else the JSONL's folder).
+A line that is not a JSON object, lacks an id, repeats an id, or has neither text nor tokens is
+reported (file and line) and skipped; every other post is kept.
+
+Predictions out, one per post: `{"id", "tokens", "image", "entities": [...], "error"?}` where each
+entity is `PredictedEntity.to_json()`. `PredictionWriter` appends and flushes line by line, so a killed
+run keeps every finished post and a rerun skips them (`done_ids`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .conll import open_text
+from .issues import DataError, IssueLog
+from .schema import LabelSchema
+from .tokenize import tokenize_tweet
+from .types import Box, Entity, Post, PredictedEntity
+
+
+def _json_lines(path: Path, log: IssueLog) -> Iterator[tuple[int, dict[str, Any]]]:
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    with open_text(path) as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError as err:
+                log.report(f"not valid JSON ({err.msg})", "skipped line", path=path, line=number)
+                continue
+            if not isinstance(data, dict):
+                log.report("not a JSON object", "skipped line", path=path, line=number)
+                continue
+            yield number, data
+
+
+def post_from_json(data: Mapping[str, Any], *, path: Path, line: int, log: IssueLog,
+                   images_dir: Path | None = None) -> Post | None:
+    post_id = data.get("id")
+    if post_id is None or str(post_id).strip() == "":
+        log.report('missing "id"', "skipped post", path=path, line=line)
+        return None
+    post_id = str(post_id)
+    tokens = data.get("tokens")
+    if tokens is not None:
+        if not isinstance(tokens, list) or not all(isinstance(t, str) and t.strip() for t in tokens):
+            log.report('"tokens" must be a list of non-empty strings', "skipped post", path=path,
+                       line=line, post_id=post_id)
+            return None
+    else:
+        text = data.get("text")
+        tokens = tokenize_tweet(text) if isinstance(text, str) else []
+    if not tokens:
+        log.report('empty post: no "text" or "tokens"', "skipped post", path=path, line=line,
+                   post_id=post_id)
+        return None
+    image = data.get("image")
+    image_path = None
+    if image:
+        image_path = Path(image)
+        if not image_path.is_absolute():
+            image_path = (images_dir or path.parent) / image_path
+    return Post(post_id, list(tokens), image=image_path)
+
+
+def read_posts(path: str | Path, images_dir: str | Path | None = None,
+               log: IssueLog | None = None) -> tuple[list[Post], IssueLog]:
+    """Read a posts JSONL; bad lines are reported in the returned log and skipped."""
+    path, log = Path(path), log or IssueLog()
+    images = Path(images_dir) if images_dir is not None else None
+    posts: list[Post] = []
+    seen: set[str] = set()
+    for number, data in _json_lines(path, log):
+        post = post_from_json(data, path=path, line=number, log=log, images_dir=images)
+        if post is None:
+            continue
+        if post.id in seen:
+            log.report(f"duplicate id {post.id!r}", "skipped post", path=path, line=number, post_id=post.id)
+            continue
+        seen.add(post.id)
+        posts.append(post)
+    return posts, log
+
+
+def prediction_record(post: Post, entities: Sequence[PredictedEntity], error: str | None = None,
+                      **extra: Any) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "id": post.id,
+        "tokens": post.tokens,
+        "image": str(post.image) if post.image is not None else None,
+        "entities": [e.to_json() for e in entities],
+    }
+    if error is not None:
+        record["error"] = error
+    record.update(extra)
+    return record
+
+
+def read_prediction_records(path: str | Path, log: IssueLog | None = None) -> list[dict[str, Any]]:
+    """Raw prediction records (dicts), bad lines reported and skipped."""
+    log = log or IssueLog()
+    records = []
+    for number, data in _json_lines(Path(path), log):
+        if "id" not in data or not isinstance(data.get("entities", []), list):
+            log.report('a prediction needs "id" and a list "entities"', "skipped line", path=path,
+                       line=number)
+            continue
+        data["_line"] = number
+        records.append(data)
+    return records
+
+
+def read_predictions(path: str | Path, log: IssueLog | None = None) -> dict[str, list[PredictedEntity]]:
+    """Predicted entities by post id. A malformed entity is reported (file and line) and skipped."""
+    log = log or IssueLog()
+    predictions: dict[str, list[PredictedEntity]] = {}
+    for record in read_prediction_records(path, log):
+        entities = []
+        for data in record.get("entities", []):
+            try:
+                entities.append(PredictedEntity.from_json(data))
+            except (KeyError, TypeError, ValueError) as err:
+                log.report(f"malformed entity {data!r} ({err})", "skipped entity", path=path,
+                           line=record["_line"], post_id=str(record["id"]))
+        predictions.setdefault(str(record["id"]), []).extend(entities)
+    return predictions
+
+
+def read_gold_jsonl(path: str | Path, schema: LabelSchema, log: IssueLog | None = None) -> list[Post]:
+    """Gold posts from a JSONL like the predictions, with `"boxes": [[x1, y1, x2, y2], ...] | null` per
+    entity and an optional `"image_size": [width, height]` per post."""
+    log = log or IssueLog()
+    posts = []
+    for record in read_prediction_records(path, log):
+        entities = []
+        for data in record.get("entities", []):
+            try:
+                label = schema.canonical(str(data["type"]))
+                if label is None:
+                    raise ValueError(f"unknown label {data['type']!r} (schema {schema.name})")
+                boxes = data.get("boxes")
+                entities.append(Entity(
+                    int(data["start"]), int(data["end"]), str(data.get("text", "")), label,
+                    schema.coarse_of[label],
+                    tuple(Box.from_sequence(b) for b in boxes) if boxes else None,
+                ))
+            except (KeyError, TypeError, ValueError) as err:
+                log.report(f"malformed gold entity ({err})", "skipped entity", path=path,
+                           line=record["_line"], post_id=str(record["id"]))
+        size = record.get("image_size")
+        posts.append(Post(str(record["id"]), list(record.get("tokens", [])), entities,
+                          image_size=tuple(size) if size else None))
+    return posts
+
+
+def gold_record(post: Post) -> dict[str, Any]:
+    """The gold JSONL line of a post (inverse of `read_gold_jsonl`)."""
+    return {
+        "id": post.id,
+        "tokens": post.tokens,
+        "image_size": list(post.image_size) if post.image_size else None,
+        "entities": [
+            {"start": e.start, "end": e.end, "text": e.text, "type": e.type, "coarse": e.coarse,
+             "boxes": [b.to_list() for b in e.boxes] if e.boxes else None}
+            for e in post.entities
+        ],
+    }
+
+
+class PredictionWriter:
+    """Append prediction records to a JSONL file, one flushed line per post; resumable.
+
+    On open, a trailing partial line (left by a crash mid-write) is cut off and the ids already
+    written are collected in `done_ids`, so callers skip finished posts.
+    """
+
+    def __init__(self, path: str | Path, resume: bool = True, fsync_every: int = 50):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.done_ids: set[str] = set()
+        if resume and self.path.exists():
+            self._recover()
+        elif self.path.exists():
+            self.path.unlink()
+        self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._fsync_every = fsync_every
+        self._since_sync = 0
+
+    def _recover(self) -> None:
+        data = self.path.read_bytes()
+        complete = data[: data.rfind(b"\n") + 1]
+        if len(complete) != len(data):
+            self.path.write_bytes(complete)
+        for line in complete.decode("utf-8").splitlines():
+            try:
+                self.done_ids.add(str(json.loads(line)["id"]))
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._handle.flush()
+        self.done_ids.add(str(record["id"]))
+        self._since_sync += 1
+        if self._since_sync >= self._fsync_every:
+            os.fsync(self._handle.fileno())
+            self._since_sync = 0
+
+    def write_all(self, records: Iterable[Mapping[str, Any]]) -> None:
+        for record in records:
+            self.write(record)
+
+    def close(self) -> None:
+        if not self._handle.closed:
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+            self._handle.close()
+
+    def __enter__(self) -> PredictionWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
