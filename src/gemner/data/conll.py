@@ -13,22 +13,28 @@ Label checks (unknown labels, stray `I-` tags) happen in `posts.py`, which knows
 from __future__ import annotations
 
 import gzip
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .issues import IssueLog
+from .issues import DataError, IssueLog
 
 IMGID_PREFIX = "IMGID:"
 
 
-def open_text(path: str | Path) -> io.TextIOBase:
-    """Open a UTF-8 text file, transparently gunzipping `*.gz`."""
+def numbered_lines(path: str | Path) -> Iterator[tuple[int, str | None]]:
+    """(line number, text) for each line of a UTF-8 file, gunzipping `*.gz`. The text is None for a
+    line that is not valid UTF-8, so a reader can name that line instead of failing on the file."""
     path = Path(path)
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-    return open(path, encoding="utf-8")
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError) as err:
+        raise DataError(f"{path}: cannot be read ({err})") from err
+    for number, line in enumerate(raw.split(b"\n"), start=1):
+        try:
+            yield number, line.decode("utf-8")
+        except UnicodeDecodeError:
+            yield number, None
 
 
 @dataclass
@@ -44,11 +50,12 @@ class ConllRecord:
 
 def read_conll(path: str | Path, n_label_columns: int, log: IssueLog) -> list[ConllRecord]:
     """Read every well-formed post of `path`; problems go to `log` (raised when it is strict)."""
-    with open_text(path) as handle:
-        return list(_parse(handle, str(path), n_label_columns, log))
+    return list(_parse(numbered_lines(path), str(path), n_label_columns, log))
 
 
-def _parse(lines: Iterator[str], path: str, n_cols: int, log: IssueLog) -> Iterator[ConllRecord]:
+def _parse(
+    lines: Iterator[tuple[int, str | None]], path: str, n_cols: int, log: IssueLog
+) -> Iterator[ConllRecord]:
     current: ConllRecord | None = None
     broken = False
     seen: set[str] = set()
@@ -62,7 +69,12 @@ def _parse(lines: Iterator[str], path: str, n_cols: int, log: IssueLog) -> Itera
             return
         yield current
 
-    for number, raw in enumerate(lines, start=1):
+    for number, raw in lines:
+        if raw is None:
+            log.report("not valid UTF-8", "dropped post" if current else "ignored line", path=path,
+                       line=number, post_id=current.id if current else None)
+            broken = current is not None
+            continue
         line = raw.rstrip("\r\n")
         if line.startswith(IMGID_PREFIX):
             yield from finish()

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .conll import open_text
+from .conll import numbered_lines
 from .issues import DataError, IssueLog
 from .schema import LabelSchema
 from .tokenize import tokenize_tweet
@@ -28,19 +28,21 @@ from .types import Box, Entity, Post, PredictedEntity
 def _json_lines(path: Path, log: IssueLog) -> Iterator[tuple[int, dict[str, Any]]]:
     if not path.is_file():
         raise DataError(f"{path}: no such file")
-    with open_text(path) as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as err:
-                log.report(f"not valid JSON ({err.msg})", "skipped line", path=path, line=number)
-                continue
-            if not isinstance(data, dict):
-                log.report("not a JSON object", "skipped line", path=path, line=number)
-                continue
-            yield number, data
+    for number, line in numbered_lines(path):
+        if line is None:
+            log.report("not valid UTF-8", "skipped line", path=path, line=number)
+            continue
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as err:
+            log.report(f"not valid JSON ({err.msg})", "skipped line", path=path, line=number)
+            continue
+        if not isinstance(data, dict):
+            log.report("not a JSON object", "skipped line", path=path, line=number)
+            continue
+        yield number, data
 
 
 def post_from_json(data: Mapping[str, Any], *, path: Path, line: int, log: IssueLog,

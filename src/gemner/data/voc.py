@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .conll import open_text
+from .conll import numbered_lines
 from .issues import IssueLog
 from .types import Box
 
@@ -97,24 +97,25 @@ def read_voc_folder(folder: str | Path, log: IssueLog) -> dict[str, ImageAnnotat
 
 def read_boxes_jsonl(path: str | Path, log: IssueLog) -> dict[str, ImageAnnotation]:
     annotations = {}
-    with open_text(path) as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-                annotation = ImageAnnotation(
-                    id=str(data["id"]),
-                    width=data.get("width"),
-                    height=data.get("height"),
-                    depth=data.get("depth"),
-                    objects=[(str(name), Box.from_sequence(box)) for name, box in data["objects"]],
-                    source=f"{path}:{number}",
-                )
-            except (ValueError, KeyError, TypeError) as err:
-                log.report(f"malformed box record ({err})", "ignored line", path=path, line=number)
-                continue
-            annotations[annotation.id] = annotation
+    for number, line in numbered_lines(path):
+        if line is None or not line.strip():
+            if line is None:
+                log.report("not valid UTF-8", "ignored line", path=path, line=number)
+            continue
+        try:
+            data = json.loads(line)
+            annotation = ImageAnnotation(
+                id=str(data["id"]),
+                width=data.get("width"),
+                height=data.get("height"),
+                depth=data.get("depth"),
+                objects=[(str(name), Box.from_sequence(box)) for name, box in data["objects"]],
+                source=f"{path}:{number}",
+            )
+        except (ValueError, KeyError, TypeError) as err:
+            log.report(f"malformed box record ({err})", "ignored line", path=path, line=number)
+            continue
+        annotations[annotation.id] = annotation
     return annotations
 
 

