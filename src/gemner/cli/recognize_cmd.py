@@ -1,0 +1,85 @@
+"""`gemner train recognizer`: the knowledge-aware multi-granularity recogniser (paper §3.2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from .app import train_app
+from .errors import friendly_errors
+
+console = Console(stderr=True)
+
+HEADS = ("crf", "softmax")
+
+
+def _variant(no_mgp: bool, no_mga: bool, head: str | None, lora_rank: int | None) -> str:
+    parts = [f"{head}" if head and head != "crf" else "", "nomgp" if no_mgp else "", "nomga" if no_mga else "",
+             f"lora{lora_rank}" if lora_rank else ""]
+    return "-".join(p for p in parts if p)
+
+
+@train_app.command("recognizer")
+@friendly_errors
+def train_recognizer_cmd(
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="fmnerg | gmner | gmner-v2")] = "fmnerg",
+    preset: Annotated[str, typer.Option(help="paper | lite (lite: MiniLM on CPU)")] = "lite",
+    knowledge: Annotated[Path | None, typer.Option(help="Knowledge JSONL {id, knowledge} (absent: none).")] = None,
+    output: Annotated[Path | None, typer.Option(help="Output folder (default: runs/recognizer/...).")] = None,
+    encoder: Annotated[str | None, typer.Option(help="Encoder name or path (overrides the preset).")] = None,
+    no_mgp: Annotated[bool, typer.Option("--no-mgp", help="Ablation: fine path alone (no coarse path, no M).")] = False,
+    no_mga: Annotated[bool, typer.Option("--no-mga", help="Ablation: both paths, no M (eq. 9 off).")] = False,
+    head: Annotated[str | None, typer.Option(help="crf (paper) | softmax (per-word cross-entropy).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs (default: preset).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Encoder learning rate (default: preset).")] = None,
+    head_lr: Annotated[float | None, typer.Option(help="Learning rate of heads, CRFs and M (default: preset).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size (default: preset).")] = None,
+    warmup_ratio: Annotated[float | None, typer.Option(help="Warm-up share of steps (default: preset).")] = None,
+    lora_rank: Annotated[int | None, typer.Option(help="LoRA rank on the encoder (0: full fine-tuning).")] = None,
+    alpha: Annotated[float | None, typer.Option(help="Eq. 8 coarse-loss weight (default: 0.1).")] = None,
+    beta: Annotated[float | None, typer.Option(help="Eq. 9 MGA weight (default: 0.1).")] = None,
+    bf16: Annotated[bool | None, typer.Option("--bf16/--no-bf16", help="bf16 autocast (default: preset).")] = None,
+    length_buckets: Annotated[bool | None, typer.Option("--length-buckets/--no-length-buckets",
+                                                        help="Length-bucketed batches (default: preset).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (default: 42).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from <output>/last (its stored settings).")] = False,
+    max_train_posts: Annotated[int | None, typer.Option(help="Use only the first N train posts (smoke runs).")] = None,
+    max_dev_posts: Annotated[int | None, typer.Option(help="Use only the first N dev posts (smoke runs).")] = None,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Train the recogniser; the best-on-dev checkpoint goes to OUTPUT, the resumable state to OUTPUT/last."""
+    import torch
+
+    from ..data import load_dataset
+    from ..recognize.config import PRESETS
+    from ..recognize.config import preset as make_preset
+    from ..recognize.predict import read_knowledge
+    from ..recognize.train import train_recognizer
+
+    if preset not in PRESETS:
+        raise typer.BadParameter(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    if head is not None and head not in HEADS:
+        raise typer.BadParameter(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
+    if threads:
+        torch.set_num_threads(threads)
+    config = make_preset(
+        preset, encoder=encoder, head=head, epochs=epochs, lr=lr, head_lr=head_lr, batch_size=batch_size,
+        warmup_ratio=warmup_ratio, lora_rank=lora_rank, alpha=alpha, beta=beta, bf16=bf16,
+        length_buckets=length_buckets, seed=seed, mgp=False if no_mgp else None, mga=False if no_mga else None,
+    )
+    variant = _variant(no_mgp, no_mga, head, lora_rank)
+    output = output or Path("runs/recognizer") / "-".join(p for p in (dataset, preset, variant) if p)
+    train = load_dataset(dataset, "train").posts[:max_train_posts]
+    dev = load_dataset(dataset, "dev")
+    dev_posts = dev.posts[:max_dev_posts]
+    console.print(f"training recogniser on {dataset} ({len(train)} train / {len(dev_posts)} dev posts) -> {output}")
+    console.print(f"[dim]{config.describe()}[/]", highlight=False)
+    result = train_recognizer(config, dev.schema, train, dev_posts, output,
+                              knowledge=read_knowledge(knowledge), resume=resume, progress=progress,
+                              log=lambda message: console.print(message, highlight=False))
+    console.print(f"best dev MNER F1 {result.best_dev_f1:.2f} at epoch {result.best_epoch}; "
+                  f"checkpoint {result.output} ({result.seconds / 60:.1f} min)")

@@ -1,0 +1,143 @@
+"""Run a trained recogniser over posts and write the prediction JSONL (docs/ARCHITECTURE.md).
+
+One line per post, in input order, flushed as it goes (`gemner.data.userio.PredictionWriter`):
+`{"id", "tokens", "image", "entities"}` with each entity's `scores` holding `entropy`, `topk` and
+(hierarchical schemas) `coarse_topk`. With `resume=True` the posts already in the output file are
+skipped, so a killed run continues where it stopped. A post that fails is written with an `"error"`
+and no entities; the run goes on.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import torch
+
+from ..data.bio import tags_to_spans
+from ..data.issues import IssueLog
+from ..data.types import Post, PredictedEntity
+from .encoding import EncodedPost, collate, encode_post
+from .uncertainty import span_scores
+
+
+def read_knowledge(path: str | Path | None, log: IssueLog | None = None) -> dict[str, str]:
+    """Post id -> knowledge text from a JSONL `{"id", "knowledge", ...}`; None or absent file: {}."""
+    if path is None:
+        return {}
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such knowledge file")
+    log = IssueLog() if log is None else log
+    knowledge: dict[str, str] = {}
+    with path.open(encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                knowledge[str(record["id"])] = str(record.get("knowledge") or "")
+            except (json.JSONDecodeError, KeyError, TypeError) as err:
+                log.report(f"unreadable knowledge record ({err})", "skipped line", path=path, line=line_number)
+    return knowledge
+
+
+@torch.no_grad()
+def predict_batch(model, posts: Sequence[Post], items: Sequence[EncodedPost]) -> list[list[PredictedEntity]]:
+    """Entities of each post of one batch (`items[i]` encodes `posts[i]`)."""
+    device = next(model.parameters()).device
+    batch = collate(list(items), model.tokenizer.pad_token_id or 0)
+    for name in ("input_ids", "attention_mask", "token_type_ids", "word_index", "word_mask"):
+        value = getattr(batch, name)
+        if value is not None:
+            setattr(batch, name, value.to(device))
+    paths, hidden = model.decode(batch)
+    schema = model.schema
+    spans_per_post = [tags_to_spans([schema.tags[t] for t in path]) for path in paths]
+    span_rows = [(row, s, e) for row, spans in enumerate(spans_per_post) for s, e, _ in spans]
+    scores = iter(span_scores(model, hidden, items, span_rows))
+    return [
+        [PredictedEntity(s, e, " ".join(post.tokens[s:e]), label, schema.coarse_of[label],
+                         box=None, scores=next(scores), box_status="not_computed")
+         for s, e, label in spans]
+        for post, spans in zip(posts, spans_per_post, strict=True)
+    ]
+
+
+def predict_posts(model, posts: Sequence[Post], knowledge: dict[str, str] | None = None,
+                  batch_size: int = 32, log: IssueLog | None = None
+                  ) -> Iterator[tuple[Post, list[PredictedEntity] | str]]:
+    """Yield (post, entities) in input order; a post that fails yields (post, error message)."""
+    model.eval()
+    log = IssueLog() if log is None else log
+    knowledge = knowledge or {}
+    for start in range(0, len(posts), batch_size):
+        chunk = posts[start:start + batch_size]
+        nonempty = [p for p in chunk if p.tokens]
+        try:
+            items = [encode_post(model.tokenizer, p.tokens, knowledge.get(p.id), model.config.max_length, i)
+                     for i, p in enumerate(nonempty)]
+            for post, item in zip(nonempty, items, strict=True):
+                if item.n_words < len(post.tokens):
+                    log.report(f"text longer than {model.config.max_length} subwords",
+                               f"words after {item.n_words} predicted O", post_id=post.id)
+            entities = predict_batch(model, nonempty, items) if items else []
+            results = dict(zip((p.id for p in nonempty), entities, strict=True))
+        except Exception:  # isolate the failing post(s); the others still get predictions
+            results = {p.id: _predict_one(model, p, knowledge) for p in nonempty}
+        for post in chunk:
+            yield post, results.get(post.id, [])
+
+
+def _predict_one(model, post: Post, knowledge: dict[str, str]) -> list[PredictedEntity] | str:
+    try:
+        item = encode_post(model.tokenizer, post.tokens, knowledge.get(post.id), model.config.max_length)
+        return predict_batch(model, [post], [item])[0]
+    except Exception as err:
+        return f"{type(err).__name__}: {err}"
+
+
+def write_predictions(model, posts: Sequence[Post], output: str | Path, knowledge: dict[str, str] | None = None,
+                      batch_size: int = 32, resume: bool = False, log: IssueLog | None = None,
+                      progress: bool = False) -> dict[str, int]:
+    """Write the prediction JSONL (flushed per post). Returns counts: written, skipped, errors."""
+    from ..data.userio import PredictionWriter, prediction_record
+
+    counts = {"written": 0, "skipped": 0, "errors": 0}
+    with PredictionWriter(output, resume=resume) as writer:
+        todo = [p for p in posts if p.id not in writer.done_ids]
+        counts["skipped"] = len(posts) - len(todo)
+        bar = _progress(len(todo), progress)
+        for post, result in predict_posts(model, todo, knowledge, batch_size, log):
+            if isinstance(result, str):
+                writer.write(prediction_record(post, [], error=result))
+                counts["errors"] += 1
+            else:
+                writer.write(prediction_record(post, result))
+            counts["written"] += 1
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+    return counts
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="post", desc="predict")
+
+
+def predict_file(recognizer: str | Path, posts: Sequence[Post], output: str | Path,
+                 knowledge: str | Path | None = None, batch_size: int = 32, resume: bool = False,
+                 device: str = "cpu", log: IssueLog | None = None, progress: bool = False) -> dict[str, int]:
+    """Load a recogniser checkpoint and write predictions for `posts` (what `gemner predict` runs)."""
+    from .model import Recognizer
+
+    log = IssueLog() if log is None else log
+    model = Recognizer.from_pretrained(recognizer, device=device)
+    return write_predictions(model, posts, output, read_knowledge(knowledge, log), batch_size, resume,
+                             log, progress)

@@ -1,0 +1,58 @@
+"""Entity-level category distributions and their uncertainty (input of the sample filter, eq. 10).
+
+For each predicted span: mean-pool the encoder's last hidden states over all subwords of its words,
+apply the (MGA-mixed) tag classifier, merge each category's B-/I- logits by logsumexp, softmax over
+the categories, entropy (eq. 10) and the top-K labels. The coarse distribution comes from the coarse
+path when the model has one; otherwise it is the fine distribution summed per coarse parent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from .encoding import EncodedPost
+from .equations import entropy, merge_bio_logits
+
+
+def pool_spans(hidden: torch.Tensor, items: Sequence[EncodedPost],
+               spans: Sequence[tuple[int, int, int]]) -> torch.Tensor:
+    """Mean of hidden[row] over the subwords of words [start, end): one row per (row, start, end)."""
+    pooled = [
+        hidden[row, items[row].word_starts[start]:items[row].word_ends[end - 1]].mean(dim=0)
+        for row, start, end in spans
+    ]
+    return torch.stack(pooled) if pooled else hidden.new_zeros(0, hidden.shape[-1])
+
+
+def topk_pairs(probs: torch.Tensor, labels: Sequence[str], k: int) -> list[list[list]]:
+    """[[label, prob], ...] per row, descending, k entries (or all labels when fewer)."""
+    values, indices = probs.topk(min(k, len(labels)), dim=-1)
+    return [[[labels[i], round(float(v), 6)] for v, i in zip(vs, ix, strict=True)]
+            for vs, ix in zip(values.tolist(), indices.tolist(), strict=True)]
+
+
+@torch.no_grad()
+def span_scores(model, hidden: torch.Tensor, items: Sequence[EncodedPost],
+                spans: Sequence[tuple[int, int, int]]) -> list[dict]:
+    """The `scores` dict (entropy, topk, coarse_topk) of every span (row, start, end)."""
+    if not spans:
+        return []
+    schema = model.schema
+    logits = model.tag_logits(pool_spans(hidden, items, spans))
+    fine_probs = merge_bio_logits(logits.fine).softmax(-1)
+    scores = [{"entropy": round(float(h), 6)} for h in entropy(fine_probs).tolist()]
+    for score, top in zip(scores, topk_pairs(fine_probs, schema.labels, model.config.topk), strict=True):
+        score["topk"] = top
+    if schema.hierarchical:
+        if logits.coarse is not None:
+            coarse_probs = merge_bio_logits(logits.coarse).softmax(-1)
+        else:
+            parent = torch.tensor([schema.coarse_labels.index(schema.coarse_of[f]) for f in schema.labels])
+            coarse_probs = fine_probs.new_zeros(len(spans), len(schema.coarse_labels))
+            coarse_probs.index_add_(1, parent, fine_probs)
+        coarse_top = topk_pairs(coarse_probs, schema.coarse_labels, len(schema.coarse_labels))
+        for score, top in zip(scores, coarse_top, strict=True):
+            score["coarse_topk"] = top
+    return scores
