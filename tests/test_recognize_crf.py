@@ -11,6 +11,7 @@ import torch
 from gemner.recognize.crf import (
     CRF,
     crf_log_partition,
+    crf_log_partition_reference,
     crf_log_potentials,
     crf_sequence_log_score,
     crf_viterbi,
@@ -61,11 +62,13 @@ def test_eq5_hand_computed_two_tags_two_steps():
 def test_log_partition_and_viterbi_match_brute_force(seed):
     em, mask, start, end, trans, lengths = _random_crf(seed)
     log_z = crf_log_partition(em, mask, start, end, trans)
+    reference = crf_log_partition_reference(em, mask, start, end, trans)
     best_tags, best_scores = crf_viterbi(em, mask, start, end, trans)
     for b, n in enumerate(lengths):
         paths = list(itertools.product(range(em.shape[2]), repeat=n))
         scores = torch.stack([_path_score(em[b], p, start, end, trans) for p in paths])
         assert log_z[b].item() == pytest.approx(torch.logsumexp(scores, 0).item(), abs=1e-9)
+        assert reference[b].item() == pytest.approx(torch.logsumexp(scores, 0).item(), abs=1e-9)
         assert tuple(best_tags[b, :n].tolist()) == paths[int(scores.argmax())]
         assert best_scores[b].item() == pytest.approx(scores.max().item(), abs=1e-9)
         gold = torch.tensor([paths[len(paths) // 2] + (0,) * (em.shape[1] - n)])
@@ -112,3 +115,14 @@ def test_matches_pytorch_crf():
     assert ours.log_likelihood(em, tags, mask).sum().item() == pytest.approx(
         theirs(em, tags, mask, reduction="sum").item(), abs=1e-9)
     assert ours.decode(em, mask) == theirs.decode(em, mask)
+
+
+@pytest.mark.parametrize("trans_scale", [5.0, 40.0])
+def test_fast_partition_is_stable_with_large_scores(trans_scale):
+    em, mask, start, end, trans, _ = _random_crf(4, batch=3, length=6, tags=4)
+    # fp32; emissions spanning hundreds, transitions spanning ~20 (matmul path) or ~200 (fallback)
+    em, trans = (em * 300).float(), (trans * trans_scale).float()
+    fast = crf_log_partition(em, mask, start.float(), end.float(), trans)
+    slow = crf_log_partition_reference(em, mask, start.float(), end.float(), trans)
+    assert torch.isfinite(fast).all()
+    torch.testing.assert_close(fast, slow, rtol=1e-6, atol=1e-3)

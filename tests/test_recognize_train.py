@@ -8,6 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from gemner.data.issues import DataError
 from gemner.recognize.config import RecognizerConfig
 from gemner.recognize.encoding import collate, encode_posts
 from gemner.recognize.model import Recognizer
@@ -76,6 +77,8 @@ def test_resume_after_a_kill_is_identical_to_an_uninterrupted_run(encoder_dir, t
     for name in ("model.safetensors", "optimizer.safetensors"):
         a, b = load_file(tmp_path / "full" / "last" / name), load_file(tmp_path / "cut" / "last" / name)
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    with pytest.raises(DataError, match="--resume"):  # a finished run is never silently overwritten
+        train_recognizer(config, TINY_SCHEMA, train, dev, tmp_path / "full", progress=False, log=_quiet)
 
 
 def test_prediction_file_resumes_after_a_kill(encoder_dir, tmp_path):

@@ -11,7 +11,7 @@ from rich.console import Console
 from .app import train_app
 from .errors import friendly_errors
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 HEADS = ("crf", "softmax")
 
@@ -49,6 +49,7 @@ def train_recognizer_cmd(
     max_train_posts: Annotated[int | None, typer.Option(help="Use only the first N train posts (smoke runs).")] = None,
     max_dev_posts: Annotated[int | None, typer.Option(help="Use only the first N dev posts (smoke runs).")] = None,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
+    device: Annotated[str, typer.Option(help="torch device (cpu, cuda).")] = "cpu",
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Train the recogniser; the best-on-dev checkpoint goes to OUTPUT, the resumable state to OUTPUT/last."""
@@ -79,7 +80,7 @@ def train_recognizer_cmd(
     console.print(f"training recogniser on {dataset} ({len(train)} train / {len(dev_posts)} dev posts) -> {output}")
     console.print(f"[dim]{config.describe()}[/]", highlight=False)
     result = train_recognizer(config, dev.schema, train, dev_posts, output,
-                              knowledge=read_knowledge(knowledge), resume=resume, progress=progress,
+                              knowledge=read_knowledge(knowledge), resume=resume, progress=progress, device=device,
                               log=lambda message: console.print(message, highlight=False))
     console.print(f"best dev MNER F1 {result.best_dev_f1:.2f} at epoch {result.best_epoch}; "
                   f"checkpoint {result.output} ({result.seconds / 60:.1f} min)")

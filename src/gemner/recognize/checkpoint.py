@@ -162,7 +162,10 @@ def save_training_state(folder: str | Path, model, optimizer, scheduler, progres
     save_recognizer(model, tmp)
     tensors, groups = _optimizer_tensors(optimizer)
     save_file(tensors, str(tmp / "optimizer.safetensors"))
-    save_file({"torch": torch.get_rng_state()}, str(tmp / "rng.safetensors"))
+    rng = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng.update({f"cuda.{i}": state for i, state in enumerate(torch.cuda.get_rng_state_all())})
+    save_file(rng, str(tmp / "rng.safetensors"))
     py_version, py_state, py_gauss = random.getstate()
     _write_json(tmp / STATE_FILE, {
         **progress, "param_groups": groups, "scheduler": scheduler.state_dict(),
@@ -196,7 +199,11 @@ def load_training_state(folder: Path, model, optimizer, scheduler) -> dict[str, 
     progress = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
     _restore_optimizer(optimizer, load_file(str(folder / "optimizer.safetensors")), progress.pop("param_groups"))
     scheduler.load_state_dict(progress.pop("scheduler"))
-    torch.set_rng_state(load_file(str(folder / "rng.safetensors"))["torch"])
+    rng = load_file(str(folder / "rng.safetensors"))
+    torch.set_rng_state(rng["torch"])
+    cuda = [rng[f"cuda.{i}"] for i in range(len(rng) - 1)]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
     version, state, gauss = progress.pop("python_rng")
     random.setstate((version, tuple(state), gauss))
     return progress

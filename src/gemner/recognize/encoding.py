@@ -126,6 +126,15 @@ class Batch:
     fine_tags: torch.Tensor | None
     coarse_tags: torch.Tensor | None
 
+    def to(self, device: torch.device | str) -> Batch:
+        """The same batch with every tensor on `device` (a no-op on the CPU)."""
+        for name in ("input_ids", "attention_mask", "token_type_ids", "word_index", "word_mask",
+                     "fine_tags", "coarse_tags"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, value.to(device))
+        return self
+
 
 def _pad(rows: list[list[int]], value: int) -> torch.Tensor:
     width = max(len(r) for r in rows)

@@ -47,11 +47,7 @@ def read_knowledge(path: str | Path | None, log: IssueLog | None = None) -> dict
 def predict_batch(model, posts: Sequence[Post], items: Sequence[EncodedPost]) -> list[list[PredictedEntity]]:
     """Entities of each post of one batch (`items[i]` encodes `posts[i]`)."""
     device = next(model.parameters()).device
-    batch = collate(list(items), model.tokenizer.pad_token_id or 0)
-    for name in ("input_ids", "attention_mask", "token_type_ids", "word_index", "word_mask"):
-        value = getattr(batch, name)
-        if value is not None:
-            setattr(batch, name, value.to(device))
+    batch = collate(list(items), model.tokenizer.pad_token_id or 0).to(device)
     paths, hidden = model.decode(batch)
     schema = model.schema
     spans_per_post = [tags_to_spans([schema.tags[t] for t in path]) for path in paths]

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from ..data.issues import DataError
 from ..data.schema import LabelSchema
 from ..data.types import Post, PredictedEntity
 from .checkpoint import find_training_state, load_training_state, read_checkpoint_config, save_training_state
@@ -105,6 +106,7 @@ def train_recognizer(
     progress: bool = True,
     on_step: Callable[[int, float], None] | None = None,
     log: Callable[[str], None] = print,
+    device: str = "cpu",
 ) -> TrainResult:
     """Train, keep the best-on-dev checkpoint in `output`, and return the history.
 
@@ -112,7 +114,12 @@ def train_recognizer(
     step); an exception raised there stops training like a kill would.
     """
     output = Path(output)
-    state_dir = find_training_state(output / LAST) if resume else None
+    state_dir = find_training_state(output / LAST)
+    if state_dir is not None and not resume:
+        raise DataError(f"{output} already holds a training run: pass --resume to continue it, "
+                        "or choose another output folder")
+    if resume and state_dir is None:
+        log(f"nothing to resume in {output}: starting a new run")
     if state_dir is not None:
         stored, _ = read_checkpoint_config(state_dir)
         if stored != config:
@@ -120,7 +127,7 @@ def train_recognizer(
         config = stored
     random.seed(config.seed)
     torch.manual_seed(config.seed)
-    model = Recognizer.build(config, schema, training_pairs(train_posts))
+    model = Recognizer.build(config, schema, training_pairs(train_posts)).to(device)
     train_items = _encode(model, train_posts, knowledge)
     dev_items = _encode(model, dev_posts, knowledge)
     steps_per_epoch = math.ceil(len(train_items) / config.batch_size)
@@ -132,6 +139,8 @@ def train_recognizer(
         counters.update(load_training_state(state_dir, model, optimizer, scheduler))
         log(f"resumed from {state_dir}: epoch {counters['epoch']}, batch {counters['batch']}")
     output.mkdir(parents=True, exist_ok=True)
+    if state_dir is None:
+        (output / HISTORY).unlink(missing_ok=True)
     pad_id = model.tokenizer.pad_token_id or 0
     lengths = [len(it.input_ids) for it in train_items]
     started = time.perf_counter()
@@ -148,7 +157,7 @@ def train_recognizer(
             epoch_start, loss_sum, n_loss = time.perf_counter(), 0.0, 0
             for batch_index in range(counters["batch"], len(batches)):
                 model.train()
-                batch = collate([train_items[i] for i in batches[batch_index]], pad_id)
+                batch = collate([train_items[i] for i in batches[batch_index]], pad_id).to(device)
                 loss = model.loss(batch)
                 loss.backward()
                 if config.grad_clip:
@@ -161,7 +170,8 @@ def train_recognizer(
                 loss_sum, n_loss = loss_sum + float(loss.detach()), n_loss + 1
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(loss=f"{loss_sum / n_loss:.4f}", dev_f1=f"{counters['best_dev_f1']:.2f}")
+                    best = counters["best_dev_f1"]
+                    bar.set_postfix(loss=f"{loss_sum / n_loss:.4f}", best_dev_f1=f"{best:.2f}" if best >= 0 else "-")
                 if config.save_every_steps and counters["global_step"] % config.save_every_steps == 0:
                     save_state()
                 if on_step is not None:
