@@ -1,0 +1,236 @@
+"""`gemner rerank`, `gemner train reranker`, `gemner calibrate-gamma` (paper §3.3, Appendix E)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from .app import app, train_app
+from .errors import friendly_errors
+
+console = Console(stderr=True, soft_wrap=True)
+
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Trained reranker folder, or a base model name/path.")]
+KOpt = Annotated[int | None, typer.Option("--k", help="Candidates per entity (paper: 5).")]
+ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="torch CPU threads (default: torch's).")]
+DeviceOpt = Annotated[str | None, typer.Option("--device", help="cpu | cuda | cuda:N (default: cuda if present).")]
+
+
+def _config(base: Any, **overrides: Any) -> Any:
+    """The preset/saved config with the options the user actually gave."""
+    from pydantic import ValidationError
+
+    from ..data.issues import DataError
+
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return base.model_validate({**base.model_dump(), **given})
+    except ValidationError as err:
+        raise DataError(f"invalid reranker setting: {err.errors()[0]['loc'][0]}: {err.errors()[0]['msg']}") from None
+
+
+def _threads(threads: int | None) -> None:
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def read_captions(path: Path | None) -> dict[str, str]:
+    """Captions by post id from a knowledge JSONL (`{"id", "knowledge", "caption"}`)."""
+    if path is None:
+        return {}
+    from ..data.issues import DataError
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such knowledge file")
+    captions = {}
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                captions[str(record["id"])] = str(record.get("caption") or "")
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise DataError(f"{path}:{number}: not a knowledge record with an 'id'") from None
+    return captions
+
+
+@app.command("rerank")
+@friendly_errors
+def rerank(
+    model: ModelOpt,
+    predictions: Annotated[Path, typer.Option(help="Recogniser predictions JSONL (scores.entropy, scores.topk).")],
+    output: Annotated[Path, typer.Option(help="Reranked predictions JSONL (resumes if it exists).")],
+    gamma: Annotated[float | None, typer.Option(help="Sample-filter threshold on eq. 10 entropy (paper 0.2).")] = None,
+    rerank_all: Annotated[bool, typer.Option("--all", help="Rerank every entity (no sample filter).")] = False,
+    k: KOpt = None,
+    mode: Annotated[str | None, typer.Option(help="score (constrained, default) | generate (free, mapped).")] = None,
+    length_norm: Annotated[str | None, typer.Option(help="mean (default) | sum of candidate token log-probs.")] = None,
+    knowledge: Annotated[Path | None, typer.Option(help="Knowledge JSONL with captions (text-only models).")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Schema for coarse types (default: the reranker's).")] = None,
+    threads: ThreadsOpt = None,
+    device: DeviceOpt = None,
+) -> None:
+    """Rerank the hard entities (H > gamma) of a predictions file with a reranker."""
+    _threads(threads)
+    from rich.progress import Progress
+
+    from ..data import SCHEMAS
+    from ..data.issues import DataError, IssueLog
+    from ..rerank.apply import SampleFilter, rerank_predictions
+    from ..rerank.config import RerankerConfig
+    from ..rerank.model import Reranker
+
+    if not predictions.is_file():
+        raise FileNotFoundError(f"{predictions}: no such predictions file")
+    if dataset is not None and dataset not in SCHEMAS:
+        raise DataError(f"unknown schema {dataset!r}; choose one of {', '.join(SCHEMAS)}")
+    overrides = RerankerConfig.model_validate(
+        {key: value for key, value in {"gamma": gamma, "k": k, "mode": mode, "length_norm": length_norm}.items()
+         if value is not None})
+    reranker = Reranker.load(model, overrides, device=device)
+    cfg = reranker.config
+    log = IssueLog()
+    total = sum(1 for line in predictions.open(encoding="utf-8") if line.strip())
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("reranking", total=total)
+        stats = rerank_predictions(
+            reranker, predictions, output, sample_filter=SampleFilter(cfg.gamma, rerank_all, cfg.k),
+            schema=SCHEMAS[dataset] if dataset else None, captions=read_captions(knowledge), mode=cfg.mode,
+            log=log, progress=lambda s: bar.update(task, completed=s.posts))
+    for issue in log.issues[:20]:
+        console.print(f"[yellow]warning:[/] {issue}", highlight=False)
+    if len(log.issues) > 20:
+        console.print(f"[yellow]... {len(log.issues) - 20} more warnings[/]")
+    console.print(f"wrote {output}: {stats.summary()}", highlight=False)
+
+
+@train_app.command("reranker")
+@friendly_errors
+def train_reranker_cmd(
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="fmnerg | gmner | gmner-v2")] = "fmnerg",
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Base model name or path.")] = None,
+    output: Annotated[Path, typer.Option(help="Folder for the adapter (resumes from its checkpoint).")] = Path(
+        "runs/reranker"),
+    preset: Annotated[str, typer.Option(help="paper (LLaVA-1.5-7B) | lite (SmolLM2-135M, CPU budget)")] = "paper",
+    epochs: Annotated[float | None, typer.Option(help="Paper: 3.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Paper: 5e-6.")] = None,
+    lora_rank: Annotated[int | None, typer.Option(help="Paper: 64.")] = None,
+    k: KOpt = None,
+    max_train: Annotated[int | None, typer.Option(help="Seeded subset of training entities.")] = None,
+    batch_size: Annotated[int | None, typer.Option()] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+    bf16: Annotated[bool | None, typer.Option("--bf16/--no-bf16", help="bf16 autocast.")] = None,
+    knowledge: Annotated[Path | None, typer.Option(help="Knowledge JSONL with captions (text-only models).")] = None,
+    dev_max: Annotated[int, typer.Option(help="Dev entities for candidate accuracy (0: skip).")] = 300,
+    eval_before: Annotated[bool, typer.Option(help="Also measure dev accuracy before training.")] = False,
+    save_every: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 200,
+    threads: ThreadsOpt = None,
+    device: DeviceOpt = None,
+) -> None:
+    """LoRA-tune a reranker on gold entities with training-style candidate sets (paper §3.3.2)."""
+    _threads(threads)
+    from ..data import load_dataset
+    from ..rerank.config import preset as get_preset
+    from ..rerank.infer import candidate_accuracy, chance_accuracy
+    from ..rerank.model import Reranker
+    from ..rerank.train import gold_queries, train_reranker
+
+    try:
+        base = get_preset(preset)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
+    cfg = _config(base, model=model, epochs=epochs, lr=lr, lora_rank=lora_rank,
+                  lora_alpha=2 * lora_rank if lora_rank else None, k=k, max_train=max_train,
+                  batch_size=batch_size, seed=seed, bf16=bf16)
+    captions = read_captions(knowledge)
+    train = load_dataset(dataset, "train")
+    queries = gold_queries(train.posts, train.schema, cfg.k, cfg.seed, cfg.max_train, captions)
+    dev_queries = []
+    if dev_max:
+        dev = load_dataset(dataset, "dev")
+        dev_queries = gold_queries(dev.posts, dev.schema, cfg.k, cfg.seed + 1000, dev_max, captions)
+    reranker = Reranker.from_base(cfg, device=device, schema=train.schema)
+    results: dict[str, Any] = {"dev_entities": len(dev_queries), "chance": chance_accuracy(dev_queries)}
+    if eval_before and dev_queries:
+        results["before"] = candidate_accuracy(reranker, dev_queries)
+        console.print(f"dev candidate accuracy before: {100 * results['before']:.1f}% "
+                      f"(chance {100 * results['chance']:.1f}%)")
+    reranker.add_lora()
+    console.print(f"training on {len(queries)} {dataset} entities: {cfg.model}, K={cfg.k}, lr={cfg.lr}, "
+                  f"epochs={cfg.epochs}, LoRA rank {cfg.lora_rank}, bf16={cfg.bf16}", highlight=False)
+    report = train_reranker(reranker, queries, output, save_every=save_every,
+                            log=lambda line: console.print(line, highlight=False))
+    results.update(train_seconds=round(report.seconds, 1), steps=report.steps, examples=report.examples,
+                   final_loss=report.final_loss, resumed_from=report.resumed_from)
+    if dev_queries:
+        results["after"] = candidate_accuracy(reranker, dev_queries)
+        console.print(f"dev candidate accuracy after: {100 * results['after']:.1f}%")
+    (output / "dev_accuracy.json").write_text(json.dumps(results, indent=2))
+    console.print(f"saved reranker to {output}")
+
+
+@app.command("calibrate-gamma")
+@friendly_errors
+def calibrate_gamma(
+    predictions: Annotated[Path, typer.Option(help="Recogniser dev predictions JSONL.")],
+    reranked: Annotated[Path, typer.Option(help="The same file reranked with --all.")],
+    dataset: Annotated[str, typer.Option("--dataset", "-d")] = "fmnerg",
+    split: Annotated[str, typer.Option(help="Gold split the predictions are for.")] = "dev",
+    bins: Annotated[int, typer.Option(help="Equal-count entropy bins.")] = 10,
+    edges: Annotated[str | None, typer.Option(help="Explicit bin edges, comma-separated (overrides --bins).")] = None,
+    plot: Annotated[Path, typer.Option(help="PNG of the precision curves.")] = Path("gamma_calibration.png"),
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the bins and gammas as JSON.")] = None,
+    k: Annotated[int, typer.Option("--k", help="K used for the candidates (plot legend).")] = 5,
+) -> None:
+    """Appendix E: precision of recogniser and reranker per uncertainty bin; gamma where they cross."""
+    from rich.table import Table
+
+    from ..data import load_dataset
+    from ..data.issues import DataError
+    from ..rerank.calibrate import calibrate, collect_outcomes, plot_calibration
+
+    gold = load_dataset(dataset, split)
+    outcomes, missing = collect_outcomes(gold.posts, _entities_by_post(predictions), _entities_by_post(reranked))
+    if not outcomes:
+        raise DataError(f"{predictions}: no entity carries scores.entropy; nothing to calibrate")
+    try:
+        edge_list = [float(x) for x in edges.split(",")] if edges else None
+    except ValueError:
+        raise DataError(f"--edges must be comma-separated numbers, got {edges!r}") from None
+    result = calibrate(outcomes, bins, edge_list, missing)
+    table = Table(title=f"{dataset} {split}: precision per entropy bin")
+    for column in ("H from", "H to", "entities", "recogniser %", "reranker %", f"gold in top-{k} %"):
+        table.add_column(column, justify="right")
+    for b in result.bins:
+        table.add_row(f"{b.low:.3f}", f"{b.high:.3f}", str(b.n), f"{b.base_precision:.1f}",
+                      f"{b.rerank_precision:.1f}", f"{b.topk_hit:.1f}")
+    Console().print(table)
+    crossing = "none" if result.crossing is None else f"{result.crossing:.3f}"
+    Console().print(f"crossing gamma: {crossing}; best-threshold gamma: {result.best:.3f}; "
+                    f"chosen gamma: {result.chosen:.3f}", highlight=False)
+    if missing:
+        console.print(f"[yellow]warning:[/] {missing} entities had no reranker choice (rerank with --all)")
+    plot_calibration(result, str(plot), k)
+    Console().print(f"plot: {plot}")
+    if json_out is not None:
+        json_out.write_text(json.dumps(result.to_dict(), indent=2, default=str))
+
+
+def _entities_by_post(path: Path) -> dict[str, list[dict[str, Any]]]:
+    from ..data.issues import IssueLog
+    from ..rerank.apply import read_posts
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such predictions file")
+    log = IssueLog()
+    posts = {str(record["id"]): list(record.get("entities") or []) for _, record in read_posts(path, log)}
+    for issue in log.issues:
+        console.print(f"[yellow]warning:[/] {issue}", highlight=False)
+    return posts

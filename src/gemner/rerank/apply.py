@@ -1,0 +1,185 @@
+"""Rerank a predictions JSONL: the sample filter picks the hard entities, the reranker relabels them.
+
+Input and output are the predictions format of docs/ARCHITECTURE.md. A reranked entity gets its new
+`type`/`coarse` and `scores.rerank = {"candidates", "choice", "logprobs", "from"}`; every other field
+and every other entity is copied unchanged. The output is written post by post and flushed: after a
+crash or Ctrl-C, rerunning the same command keeps the finished posts and continues (a torn last line
+is dropped and redone). Bad lines and entities are reported with file and line or post id, and kept.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..data.issues import IssueLog
+from ..data.schema import FMNERG_SCHEMA, GMNER_SCHEMA, LabelSchema
+from .candidates import inference_candidates
+from .filter import entity_entropy, is_hard
+from .infer import rerank_query
+from .model import Reranker
+from .prompt import RerankQuery
+
+
+@dataclass
+class RerankStats:
+    posts: int = 0
+    posts_resumed: int = 0
+    entities: int = 0
+    hard: int = 0
+    reranked: int = 0
+    changed: int = 0
+    kept_unscored: int = 0
+
+    def summary(self) -> str:
+        return (f"{self.posts} posts ({self.posts_resumed} already done), {self.entities} entities, "
+                f"{self.reranked} reranked, {self.changed} changed label, {self.kept_unscored} lacked scores")
+
+
+def guess_schema(labels: set[str]) -> LabelSchema | None:
+    """The shipped schema holding every label seen, when the reranker folder does not name one."""
+    for schema in (FMNERG_SCHEMA, GMNER_SCHEMA):
+        if labels and labels <= set(schema.labels):
+            return schema
+    return None
+
+
+def finished_posts(output: Path) -> set[str]:
+    """Ids already written to `output`; a torn final line (crash mid-write) is cut off."""
+    if not output.exists():
+        return set()
+    done: set[str] = set()
+    keep = 0
+    with output.open("rb") as handle:
+        for raw in handle:
+            try:
+                record = json.loads(raw)
+            except json.JSONDecodeError:
+                break
+            if not raw.endswith(b"\n"):
+                break
+            done.add(str(record.get("id")))
+            keep += len(raw)
+    with output.open("r+b") as handle:
+        handle.truncate(keep)
+    return done
+
+
+def read_posts(path: Path, log: IssueLog) -> Iterator[tuple[int, dict[str, Any]]]:
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                log.report(f"not JSON ({err.msg})", "post skipped", path=path, line=number)
+                continue
+            if not isinstance(record, dict) or "id" not in record:
+                log.report("a post needs an object with an 'id'", "post skipped", path=path, line=number)
+                continue
+            yield number, record
+
+
+@dataclass
+class SampleFilter:
+    gamma: float
+    rerank_all: bool = False
+    k: int = 5
+
+    def candidates_for(self, scores: Mapping[str, Any]) -> list[str] | None:
+        """The entity's top-K candidates when it goes to the reranker, else None."""
+        topk = scores.get("topk")
+        if not topk:
+            return None
+        if not self.rerank_all:
+            h = entity_entropy(scores)
+            if h is None or not is_hard(h, self.gamma):
+                return None
+        return inference_candidates(topk, self.k)
+
+
+def rerank_post(reranker: Reranker, record: dict[str, Any], sample_filter: SampleFilter, *, where: str,
+                log: IssueLog, stats: RerankStats, schema: LabelSchema | None, caption: str = "",
+                mode: str | None = None) -> dict[str, Any]:
+    tokens = record.get("tokens")
+    if record.get("error") or not isinstance(tokens, list):
+        return record
+    image = _usable_image(record.get("image"), reranker.kind, where, str(record["id"]), log)
+    entities = []
+    for entity in record.get("entities") or []:
+        stats.entities += 1
+        entities.append(_rerank_entity(reranker, entity, tokens, image, caption, sample_filter, where,
+                                       str(record["id"]), log, stats, schema, mode))
+    return {**record, "entities": entities}
+
+
+def _rerank_entity(reranker: Reranker, entity: dict[str, Any], tokens: list[str], image: Path | None,
+                   caption: str, sample_filter: SampleFilter, where: str, post_id: str, log: IssueLog,
+                   stats: RerankStats, schema: LabelSchema | None, mode: str | None) -> dict[str, Any]:
+    scores = entity.get("scores") or {}
+    try:
+        if not scores.get("topk") or (not sample_filter.rerank_all and "entropy" not in scores):
+            stats.kept_unscored += 1
+            return entity
+        candidates = sample_filter.candidates_for(scores)
+        if candidates is None:
+            return entity
+        stats.hard += 1
+        query = RerankQuery(tuple(tokens), int(entity["start"]), int(entity["end"]), tuple(candidates),
+                            image=image, caption=caption)
+    except (KeyError, TypeError, ValueError) as err:
+        log.report(f"entity {entity.get('text', '?')!r}: {err}", "kept the recogniser's label",
+                   path=where, post_id=post_id)
+        return entity
+    result = rerank_query(reranker, query, mode)
+    stats.reranked += 1
+    previous = str(entity.get("type"))
+    stats.changed += result.choice != previous
+    coarse = schema.coarse_of.get(result.choice, entity.get("coarse")) if schema else entity.get("coarse")
+    return {**entity, "type": result.choice, "coarse": coarse,
+            "scores": {**scores, "rerank": result.to_scores(previous)}}
+
+
+def _usable_image(value: Any, kind: str, where: str, post_id: str, log: IssueLog) -> Path | None:
+    if kind != "vision" or not value:
+        return None
+    path = Path(str(value))
+    if not path.is_file():
+        log.report(f"image {path} not found", "reranked from the text alone", path=where, post_id=post_id)
+        return None
+    return path
+
+
+def rerank_predictions(reranker: Reranker, predictions: str | Path, output: str | Path, *,
+                       sample_filter: SampleFilter, schema: LabelSchema | None = None,
+                       captions: Mapping[str, str] | None = None, mode: str | None = None,
+                       log: IssueLog | None = None,
+                       progress: Callable[[RerankStats], None] | None = None) -> RerankStats:
+    """Rerank every post of `predictions` into `output` (resumes when `output` holds finished posts)."""
+    predictions, output = Path(predictions), Path(output)
+    if not predictions.is_file():
+        raise FileNotFoundError(f"{predictions}: no such predictions file")
+    log = log if log is not None else IssueLog()
+    schema = schema or reranker.schema
+    done = finished_posts(output)
+    stats = RerankStats()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with output.open("a", encoding="utf-8") as sink:
+        for _number, record in read_posts(predictions, log):
+            stats.posts += 1
+            if str(record["id"]) in done:
+                stats.posts_resumed += 1
+                continue
+            if schema is None:
+                schema = guess_schema({str(e.get("type")) for e in record.get("entities") or []})
+            new = rerank_post(reranker, record, sample_filter, where=str(predictions), log=log, stats=stats,
+                              schema=schema, caption=(captions or {}).get(str(record["id"]), ""), mode=mode)
+            sink.write(json.dumps(new, ensure_ascii=False) + "\n")
+            sink.flush()
+            if progress is not None:
+                progress(stats)
+    return stats

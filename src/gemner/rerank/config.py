@@ -1,0 +1,54 @@
+"""Reranker settings. Defaults are the paper's (§3.3, Appendix C); `PRESETS` adds the offline `lite`."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .filter import PAPER_GAMMA
+
+PAPER_MODEL = "llava-hf/llava-1.5-7b-hf"
+LITE_MODEL = "smollm2-135m"
+
+
+class RerankerConfig(BaseModel):
+    """Everything that defines a reranker run; saved as `reranker.json` next to the adapter."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(PAPER_MODEL, description="base model: HF image-text-to-text or causal LM, name or path")
+    k: int = Field(5, ge=1, description="candidates per entity (paper: top-5)")
+    gamma: float = Field(PAPER_GAMMA, ge=0, description="sample-filter threshold on eq. 10 entropy")
+    lora_rank: int = Field(64, ge=1, description="paper: LoRA rank 64")
+    lora_alpha: int = Field(128, ge=1, description="2 x rank, LLaVA's LoRA convention (paper silent)")
+    lora_dropout: float = Field(0.05, ge=0, lt=1)
+    lr: float = Field(5e-6, gt=0, description="paper: 5e-6")
+    epochs: float = Field(3, gt=0, description="paper: 3 epochs; fractions stop early")
+    batch_size: int = Field(4, ge=1)
+    warmup_ratio: float = Field(0.03, ge=0, lt=1, description="linear warm-up, then linear decay")
+    weight_decay: float = Field(0.0, ge=0)
+    max_train: int | None = Field(None, ge=1, description="seeded subset of training entities (None: all)")
+    seed: int = 0
+    bf16: bool = Field(False, description="bf16 autocast for training (CPU avx512_bf16 / GPU)")
+    length_norm: Literal["mean", "sum"] = Field("mean", description="candidate score: mean or sum of token log-probs")
+    mode: Literal["score", "generate"] = "score"
+    few_shot: int = Field(0, ge=0, le=3, description="paper Table 7 examples as few-shot turns")
+    use_caption: bool = Field(True, description="text-only models: add a Caption line when one is known")
+    max_new_tokens: int = Field(16, ge=1, description="generate mode: answer length limit")
+    trust_remote_code: bool = False
+
+
+PRESETS: dict[str, RerankerConfig] = {
+    "paper": RerankerConfig(),
+    # SmolLM2-135M-Instruct, text-only, on CPU: a seeded subset, one epoch, a learning rate suited to a
+    # 135M model with LoRA (5e-6 barely moves it in the steps a CPU affords); see README.
+    "lite": RerankerConfig(model=LITE_MODEL, lr=2e-4, epochs=1, max_train=2400, bf16=True, lora_rank=64),
+}
+
+
+def preset(name: str) -> RerankerConfig:
+    try:
+        return PRESETS[name].model_copy()
+    except KeyError:
+        raise ValueError(f"unknown reranker preset {name!r}; choose one of {', '.join(PRESETS)}") from None

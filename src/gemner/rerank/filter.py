@@ -1,0 +1,40 @@
+"""Sample filter, paper §3.3.1: eq. 10 entropy and the gamma threshold.
+
+An entity whose category distribution has entropy H > gamma is "hard" and goes to the reranker; the
+others keep the recogniser's label. The recogniser writes H as `scores.entropy` (natural log).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+PAPER_GAMMA = 0.2
+
+
+def entropy(probs: Iterable[float]) -> float:
+    """Eq. 10: H(p) = -sum_j p_j log p_j (natural log; 0 log 0 = 0)."""
+    total = 0.0
+    for p in probs:
+        if p < 0:
+            raise ValueError(f"a probability cannot be negative: {p}")
+        if p > 0:
+            total -= p * math.log(p)
+    return total
+
+
+def is_hard(entity_entropy: float, gamma: float = PAPER_GAMMA) -> bool:
+    """Eq. 10's filter: strictly above the threshold goes to the reranker."""
+    return entity_entropy > gamma
+
+
+def entity_entropy(scores: Mapping[str, Any]) -> float | None:
+    """The recogniser's `scores.entropy`, or None when it did not write one."""
+    value = scores.get("entropy")
+    if value is None:
+        return None
+    value = float(value)
+    if math.isnan(value) or value < 0:
+        raise ValueError(f"entropy must be a non-negative number, got {value}")
+    return value

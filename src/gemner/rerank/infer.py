@@ -1,0 +1,80 @@
+"""Choosing one candidate for a query: by constrained scoring (default) or free generation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .generate import generate_answer, map_to_candidate
+from .model import Reranker
+from .prompt import RerankQuery
+from .scoring import aggregate, from_scratch_logprobs, shared_prefix_logprobs
+
+
+@dataclass
+class RerankResult:
+    candidates: list[str]
+    choice: str
+    logprobs: list[float] | None  # one score per candidate (mode "score"), else None
+    generated: str | None = None  # raw text (mode "generate")
+    mapped_by: str | None = None  # exact | normalised | contained | similarity (mode "generate")
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_scores(self, previous_label: str) -> dict[str, Any]:
+        """The `scores.rerank` record of the predictions format."""
+        record: dict[str, Any] = {
+            "candidates": self.candidates, "choice": self.choice,
+            "logprobs": [round(v, 6) for v in self.logprobs] if self.logprobs is not None else None,
+            "from": previous_label,
+        }
+        if self.generated is not None:
+            record.update(generated=self.generated, mapped_by=self.mapped_by)
+        return record
+
+
+def candidate_scores(reranker: Reranker, query: RerankQuery, shared: bool = True) -> list[float]:
+    """Length-normalised log-likelihood of every candidate (see `scoring`)."""
+    prompt = reranker.encode_prompt(query)
+    answers = [reranker.answer_ids(label) for label in query.candidates]
+    score_fn = shared_prefix_logprobs if shared else from_scratch_logprobs
+    token_lp = score_fn(reranker.model, prompt, answers, reranker.tokenizer.pad_token_id)
+    return aggregate(token_lp, reranker.config.length_norm)
+
+
+def rerank_query(reranker: Reranker, query: RerankQuery, mode: str | None = None,
+                 shared: bool = True) -> RerankResult:
+    """The reranker's answer; always one of `query.candidates`."""
+    mode = mode or reranker.config.mode
+    candidates = list(query.candidates)
+    if len(candidates) == 1:
+        return RerankResult(candidates, candidates[0], [0.0] if mode == "score" else None)
+    if mode == "score":
+        scores = candidate_scores(reranker, query, shared)
+        best = max(range(len(candidates)), key=scores.__getitem__)
+        return RerankResult(candidates, candidates[best], scores)
+    if mode == "generate":
+        text = generate_answer(reranker.model, reranker.tokenizer, reranker.encode_prompt(query),
+                               reranker.end_id, reranker.config.max_new_tokens)
+        choice, rule = map_to_candidate(text, candidates)
+        return RerankResult(candidates, choice, None, generated=text, mapped_by=rule)
+    raise ValueError(f"mode must be 'score' or 'generate', got {mode!r}")
+
+
+def candidate_accuracy(reranker: Reranker, queries: Iterable[RerankQuery], mode: str | None = None,
+                       progress: Callable[[int], None] | None = None) -> float:
+    """Share of queries whose answer is their gold label (`query.answer`)."""
+    hits = total = 0
+    for query in queries:
+        if query.answer is None:
+            raise ValueError("candidate accuracy needs queries with a gold answer")
+        hits += rerank_query(reranker, query, mode).choice == query.answer
+        total += 1
+        if progress is not None:
+            progress(total)
+    return hits / total if total else 0.0
+
+
+def chance_accuracy(queries: Sequence[RerankQuery]) -> float:
+    """Expected accuracy of a uniform random pick among each query's candidates."""
+    return sum(1 / len(q.candidates) for q in queries) / len(queries) if queries else 0.0

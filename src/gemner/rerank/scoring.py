@@ -1,0 +1,131 @@
+"""Constrained answering: log-likelihood of each candidate's tokens after the prompt.
+
+Shared-prefix scoring runs the prompt once (batch of one), repeats its KV cache over the K candidates
+and runs only the candidates' tokens, all K in one batch. From-scratch scoring runs prompt + candidate
+for every candidate (left-padded batch with explicit position ids); it is the baseline of
+`benchmarks/reranker_speed.py`, the equality check of the tests, and the training forward pass.
+
+A candidate's score is the mean of its token log-probabilities (label tokens + the end-of-turn token),
+so long labels are not penalised for their length; `length_norm="sum"` gives the joint log-probability.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+Tensor = torch.Tensor
+
+
+def _inner(model: Any) -> Any:
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def cache_keyword(model: Any) -> str:
+    """transformers 5 names the KV cache argument `cache`; earlier versions `past_key_values`."""
+    params = inspect.signature(type(_inner(model)).forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def output_cache(output: Any) -> Any:
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else output.past_key_values
+
+
+def aggregate(token_logprobs: Sequence[Tensor], length_norm: str = "mean") -> list[float]:
+    """One score per candidate from its token log-probabilities."""
+    if length_norm not in ("mean", "sum"):
+        raise ValueError(f"length_norm must be 'mean' or 'sum', got {length_norm!r}")
+    return [float(lp.mean() if length_norm == "mean" else lp.sum()) for lp in token_logprobs]
+
+
+def _pad_right(answers: Sequence[Sequence[int]], pad_id: int, device: Any) -> tuple[Tensor, Tensor]:
+    width = max(len(a) for a in answers)
+    ids = torch.full((len(answers), width), pad_id, dtype=torch.long, device=device)
+    mask = torch.zeros((len(answers), width), dtype=torch.long, device=device)
+    for row, answer in enumerate(answers):
+        ids[row, : len(answer)] = torch.tensor(answer, dtype=torch.long)
+        mask[row, : len(answer)] = 1
+    return ids, mask
+
+
+@torch.no_grad()
+def shared_prefix_logprobs(model: Any, prompt: dict[str, Tensor], answers: Sequence[Sequence[int]],
+                           pad_id: int) -> list[Tensor]:
+    """Token log-probs of each answer; the prompt's forward pass is done once and its cache shared."""
+    if prompt["input_ids"].shape[0] != 1:
+        raise ValueError("shared-prefix scoring takes one prompt at a time")
+    if any(len(a) == 0 for a in answers):
+        raise ValueError("every answer needs at least one token")
+    keyword = cache_keyword(model)
+    out = model(**prompt, use_cache=True, logits_to_keep=1)
+    first = out.logits[0, -1].float().log_softmax(-1)
+    ids, mask = _pad_right(answers, pad_id, first.device)
+    token_lp = first[ids[:, 0]].unsqueeze(1)
+    if ids.shape[1] > 1:
+        cache = output_cache(out)
+        cache.batch_repeat_interleave(len(answers))
+        prompt_mask = prompt["attention_mask"].expand(len(answers), -1)
+        out = model(input_ids=ids[:, :-1], attention_mask=torch.cat([prompt_mask, mask[:, :-1]], 1),
+                    use_cache=True, **{keyword: cache})
+        rest = out.logits.float().log_softmax(-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+        token_lp = torch.cat([token_lp, rest], 1)
+    return [token_lp[row, : len(answer)] for row, answer in enumerate(answers)]
+
+
+@dataclass
+class AnswerBatch:
+    """Rows of (prompt ids, answer ids), left-padded so every answer ends at the last position."""
+
+    input_ids: Tensor
+    attention_mask: Tensor
+    position_ids: Tensor
+    answer_width: int
+    answer_mask: Tensor  # [B, answer_width]: which of the last positions belong to each row's answer
+    pixel_values: Tensor | None = None
+
+
+def build_answer_batch(prompts: Sequence[Sequence[int]], answers: Sequence[Sequence[int]], pad_id: int,
+                       pixel_values: Tensor | None = None, device: Any = "cpu") -> AnswerBatch:
+    rows = [[*p, *a] for p, a in zip(prompts, answers, strict=True)]
+    width = max(len(r) for r in rows)
+    answer_width = max(len(a) for a in answers)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    answer_mask = torch.zeros((len(rows), answer_width), dtype=torch.bool)
+    for i, (row, answer) in enumerate(zip(rows, answers, strict=True)):
+        ids[i, width - len(row):] = torch.tensor(row, dtype=torch.long)
+        mask[i, width - len(row):] = 1
+        answer_mask[i, answer_width - len(answer):] = True
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    return AnswerBatch(ids.to(device), mask.to(device), positions.to(device), answer_width,
+                       answer_mask.to(device), pixel_values)
+
+
+def answer_token_logprobs(model: Any, batch: AnswerBatch) -> Tensor:
+    """[B, answer_width] log-probs of the answer tokens (entries outside `answer_mask` are junk).
+    Only the last answer_width + 1 positions go through the LM head."""
+    extra = {"pixel_values": batch.pixel_values} if batch.pixel_values is not None else {}
+    out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                position_ids=batch.position_ids, use_cache=False,
+                logits_to_keep=batch.answer_width + 1, **extra)
+    logits = out.logits[:, -(batch.answer_width + 1):-1].float()
+    targets = batch.input_ids[:, -batch.answer_width:]
+    return logits.log_softmax(-1).gather(-1, targets[..., None]).squeeze(-1)
+
+
+@torch.no_grad()
+def from_scratch_logprobs(model: Any, prompt: dict[str, Tensor], answers: Sequence[Sequence[int]],
+                          pad_id: int) -> list[Tensor]:
+    """Same result as `shared_prefix_logprobs`, recomputing the prompt for every candidate."""
+    prompt_ids = prompt["input_ids"][0].tolist()
+    pixels = prompt.get("pixel_values")
+    if pixels is not None:
+        pixels = pixels.expand(len(answers), *pixels.shape[1:])
+    batch = build_answer_batch([prompt_ids] * len(answers), answers, pad_id, pixels, prompt["input_ids"].device)
+    token_lp = answer_token_logprobs(model, batch)
+    return [token_lp[row, batch.answer_width - len(answer):] for row, answer in enumerate(answers)]

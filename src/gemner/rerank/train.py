@@ -1,0 +1,193 @@
+"""Instruction-tuning the reranker with LoRA (paper §3.3.2, Appendix C).
+
+Each gold entity of the training split becomes one Table 7 prompt whose candidates are built by
+`training_candidates` (gold + K-2 siblings + 1 other coarse type, shuffled, seeded); the loss is the
+negative log-likelihood of the gold answer's tokens (label + end-of-turn), prompt tokens masked.
+AdamW, linear warm-up then linear decay, batch 4. Checkpoints (adapter, optimizer state, step) are
+safetensors + JSON in `<output>/checkpoint/`; rerunning the same command resumes from there.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..data.schema import LabelSchema
+from ..data.types import Post
+from .candidates import training_candidates
+from .model import Reranker
+from .prompt import RerankQuery
+from .scoring import answer_token_logprobs, build_answer_batch
+
+CHECKPOINT_DIR = "checkpoint"
+STATE_FILE = "trainer_state.json"
+OPTIMIZER_FILE = "optimizer.safetensors"
+LOG_FILE = "train_log.jsonl"
+
+
+def gold_queries(posts: Sequence[Post], schema: LabelSchema, k: int, seed: int, limit: int | None = None,
+                 captions: dict[str, str] | None = None) -> list[RerankQuery]:
+    """Training-style queries for every gold entity (a seeded subset of `limit` when given)."""
+    rng = random.Random(seed)
+    queries = []
+    for post in posts:
+        for entity in post.entities:
+            candidates = training_candidates(entity.type, schema, k, rng)
+            queries.append(RerankQuery(tuple(post.tokens), entity.start, entity.end, tuple(candidates),
+                                       image=post.image, caption=(captions or {}).get(post.id, ""),
+                                       answer=entity.type))
+    if limit is not None and limit < len(queries):
+        queries = random.Random(seed + 1).sample(queries, limit)
+    return queries
+
+
+def lr_factor(step: int, total: int, warmup: int) -> float:
+    """Linear warm-up over `warmup` steps, then linear decay to 0 at `total`."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    return max(0.0, (total - step) / max(1, total - warmup))
+
+
+def encode_batch(reranker: Reranker, queries: Sequence[RerankQuery]) -> Any:
+    prompts, answers, pixels = [], [], []
+    for query in queries:
+        encoded = reranker.encode_prompt(query)
+        prompts.append(encoded["input_ids"][0].tolist())
+        answers.append(reranker.answer_ids(query.answer or ""))
+        if "pixel_values" in encoded:
+            pixels.append(encoded["pixel_values"])
+    pixel_values = torch.cat(pixels) if pixels else None
+    return build_answer_batch(prompts, answers, reranker.tokenizer.pad_token_id, pixel_values, reranker.device)
+
+
+def answer_loss(reranker: Reranker, queries: Sequence[RerankQuery]) -> torch.Tensor:
+    """Mean negative log-likelihood of the gold answers' tokens."""
+    batch = encode_batch(reranker, queries)
+    token_lp = answer_token_logprobs(reranker.model, batch)
+    mask = batch.answer_mask.float()
+    return -(token_lp * mask).sum() / mask.sum()
+
+
+def trainable_parameters(model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
+    return [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+
+
+@dataclass
+class TrainReport:
+    steps: int
+    examples: int
+    seconds: float
+    final_loss: float
+    log: list[dict[str, Any]] = field(default_factory=list)
+    resumed_from: int = 0
+
+
+def _save_checkpoint(reranker: Reranker, optimizer: torch.optim.Optimizer, step: int, folder: Path) -> None:
+    from safetensors.torch import save_file
+
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    reranker.save_pretrained(tmp)
+    state = optimizer.state_dict()
+    tensors = {f"{idx}.{key}": value.detach().cpu().contiguous()
+               for idx, slots in state["state"].items() for key, value in slots.items()}
+    save_file(tensors, str(tmp / OPTIMIZER_FILE))
+    (tmp / STATE_FILE).write_text(json.dumps({"step": step, "param_groups": state["param_groups"]}))
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)  # atomic on one filesystem: a crash leaves the old or the new checkpoint
+
+
+def _load_checkpoint(reranker: Reranker, optimizer: torch.optim.Optimizer, folder: Path) -> int:
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    set_peft_model_state_dict(reranker.model, load_file(str(folder / "adapter_model.safetensors")))
+    meta = json.loads((folder / STATE_FILE).read_text())
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for name, value in load_file(str(folder / OPTIMIZER_FILE)).items():
+        idx, key = name.split(".", 1)
+        state.setdefault(int(idx), {})[key] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    return int(meta["step"])
+
+
+def train_reranker(reranker: Reranker, queries: Sequence[RerankQuery], output: str | Path, *,
+                   save_every: int = 200, log: Callable[[str], None] = print,
+                   on_epoch_end: Callable[[int], dict[str, float]] | None = None) -> TrainReport:
+    """LoRA-tune `reranker` (call `add_lora` first) on `queries`; saves the adapter to `output`."""
+    cfg = reranker.config
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    if not queries:
+        raise ValueError("no training examples")
+    params = [p for _, p in trainable_parameters(reranker.model)]
+    if not params:
+        raise ValueError("the model has no trainable parameters (call add_lora first)")
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    per_epoch = math.ceil(len(queries) / cfg.batch_size)
+    total = max(1, math.ceil(cfg.epochs * per_epoch))
+    warmup = int(cfg.warmup_ratio * total)
+    checkpoint = output / CHECKPOINT_DIR
+    step = _load_checkpoint(reranker, optimizer, checkpoint) if (checkpoint / STATE_FILE).is_file() else 0
+    resumed_from = step
+    if step == 0:
+        (output / LOG_FILE).unlink(missing_ok=True)
+    torch.manual_seed(cfg.seed + step)  # LoRA dropout masks
+    if step:
+        log(f"resuming from step {step} of {total} ({checkpoint})")
+    device_type = reranker.device.type
+    report = TrainReport(total, len(queries), 0.0, float("nan"), resumed_from=resumed_from)
+    started = time.perf_counter()
+    reranker.model.train()
+    try:
+        while step < total:
+            epoch, index = divmod(step, per_epoch)
+            order = list(range(len(queries)))
+            random.Random(cfg.seed + epoch).shuffle(order)
+            batch = [queries[i] for i in order[index * cfg.batch_size:(index + 1) * cfg.batch_size]]
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.lr * lr_factor(step, total, warmup)
+            with torch.autocast(device_type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                loss = answer_loss(reranker, batch)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            entry = {"step": step, "epoch": round(step / per_epoch, 4), "loss": round(float(loss), 5),
+                     "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.perf_counter() - started, 2)}
+            report.log.append(entry)
+            report.final_loss = float(loss)
+            _append_log(output, entry)
+            if step % save_every == 0 or step == total:
+                _save_checkpoint(reranker, optimizer, step, checkpoint)
+            if step % max(1, min(50, per_epoch)) == 0 or step == total:
+                log(f"step {step}/{total} epoch {entry['epoch']:.2f} loss {entry['loss']:.4f} "
+                    f"({entry['seconds']:.0f} s)")
+            if on_epoch_end is not None and (step % per_epoch == 0 or step == total):
+                reranker.model.eval()
+                _append_log(output, {"step": step, **on_epoch_end(step)})
+                reranker.model.train()
+    except KeyboardInterrupt:
+        _save_checkpoint(reranker, optimizer, step, checkpoint)
+        log(f"interrupted at step {step}; checkpoint saved, rerun the same command to resume")
+        raise
+    finally:
+        reranker.model.eval()
+    report.seconds = time.perf_counter() - started
+    reranker.save_pretrained(output)
+    return report
+
+
+def _append_log(output: Path, entry: dict[str, Any]) -> None:
+    with (output / LOG_FILE).open("a") as handle:
+        handle.write(json.dumps(entry) + "\n")

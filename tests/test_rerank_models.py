@@ -1,0 +1,165 @@
+"""Tiny random LLaVA (CLIP tower + Llama) and tiny causal LMs: prompts, shapes, LoRA, scoring, save/load."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from gemner.rerank.config import RerankerConfig
+from gemner.rerank.infer import candidate_scores, rerank_query
+from gemner.rerank.model import Reranker
+from gemner.rerank.prompt import RerankQuery
+from gemner.rerank.scoring import aggregate, from_scratch_logprobs, shared_prefix_logprobs
+from gemner.rerank.tiny import TINY_CHATML_TEMPLATE, build_tiny_causal_lm, build_tiny_llava
+from gemner.rerank.train import answer_loss, trainable_parameters
+
+CANDIDATES = ("park", "continent", "city", "country", "film_and_television_works")
+CONFIG = RerankerConfig(lora_rank=4, lora_alpha=8, lora_dropout=0.0)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models gain nothing from threads, and on a busy 2-core machine threads contend badly."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    image = root / "scene.png"
+    Image.new("RGB", (48, 40), (200, 30, 30)).save(image)
+    return {
+        "causal": build_tiny_causal_lm(root / "causal"),
+        "chat": build_tiny_causal_lm(root / "chat", chat_template=TINY_CHATML_TEMPLATE),
+        "llava": build_tiny_llava(root / "llava"),
+        "image": image,
+    }
+
+
+def query(image=None, candidates=CANDIDATES, answer=None) -> RerankQuery:
+    return RerankQuery(tuple("The geometry of plants . Garfield Park Conservatory".split()), 5, 7, candidates,
+                       image=image, caption="a glass house", answer=answer)
+
+
+def with_trained_lora(path, seed=0) -> Reranker:
+    """A reranker whose LoRA B matrices are non-zero (so the adapter changes the outputs)."""
+    reranker = Reranker.load(str(path), CONFIG, device="cpu")
+    reranker.add_lora()
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for name, param in reranker.model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.2)
+    return reranker
+
+
+def test_prompt_layouts(models):
+    plain = Reranker.load(str(models["causal"]), CONFIG, device="cpu")
+    assert not plain.chat and plain.kind == "causal" and plain.end_id == plain.tokenizer.eos_token_id
+    text = plain.prompt_text(query())
+    assert text.startswith("Query:\nHere's a tweet") and text.endswith("\nAnswer:\n")
+    assert "Garfield(&&) Park(&&) Conservatory." in text and "Caption: a glass house" in text
+    chat = Reranker.load(str(models["chat"]), CONFIG, device="cpu")
+    assert chat.chat and chat.end_id == chat.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert chat.prompt_text(query()).endswith("<|im_start|>assistant\n")
+    shots = Reranker.load(str(models["chat"]), CONFIG.model_copy(update={"few_shot": 2}), device="cpu")
+    few = shots.prompt_text(query())
+    assert few.count("<|im_start|>user") == 3 and "sports_team<|im_end|>" in few
+    llava = Reranker.load(str(models["llava"]), CONFIG, device="cpu")
+    assert llava.kind == "vision" and llava.chat
+    vision_text = llava.prompt_text(query(), with_image=True)
+    assert vision_text.startswith("USER: <image>\n") and "Caption" not in vision_text  # image, not caption
+    assert llava.answer_ids("park")[-1] == llava.end_id
+
+
+def test_llava_shapes_with_and_without_an_image(models):
+    llava = Reranker.load(str(models["llava"]), CONFIG, device="cpu")
+    with_image = llava.encode_prompt(query(models["image"]))
+    assert with_image["pixel_values"].shape == (1, 3, 32, 32)
+    image_id = llava.model.config.image_token_index
+    assert int((with_image["input_ids"] == image_id).sum()) == (32 // 8) ** 2  # one token per patch
+    without = llava.encode_prompt(query())
+    assert "pixel_values" not in without and int((without["input_ids"] == image_id).sum()) == 0
+    out = llava.model(**with_image)
+    assert out.logits.shape == (1, with_image["input_ids"].shape[1], len(llava.tokenizer))
+
+
+@pytest.mark.parametrize("name", ["causal", "chat", "llava"])
+def test_gradients_reach_only_lora_parameters(models, name):
+    reranker = Reranker.load(str(models[name]), CONFIG, device="cpu")
+    reranker.add_lora()
+    reranker.model.train()
+    image = models["image"] if name == "llava" else None
+    answer_loss(reranker, [query(image, answer="park"), query(image, answer="city")]).backward()
+    trainable = dict(trainable_parameters(reranker.model))
+    assert trainable and all("lora_" in n for n in trainable)
+    assert not any("vision_tower" in n or "multi_modal_projector" in n for n in trainable)
+    for n, p in reranker.model.named_parameters():
+        if n not in trainable:
+            assert p.grad is None, n
+    lora_b = [p.grad for n, p in trainable.items() if "lora_B" in n]
+    assert lora_b and all(g is not None for g in lora_b) and any(float(g.abs().sum()) > 0 for g in lora_b)
+
+
+@pytest.mark.parametrize("name", ["causal", "chat", "llava"])
+def test_shared_prefix_scoring_equals_scoring_from_scratch(models, name):
+    reranker = with_trained_lora(models[name])
+    prompt = reranker.encode_prompt(query(models["image"] if name == "llava" else None))
+    answers = [reranker.answer_ids(c) for c in CANDIDATES]
+    assert len({len(a) for a in answers}) > 1  # candidates of different lengths exercise the padding
+    shared = shared_prefix_logprobs(reranker.model, prompt, answers, reranker.tokenizer.pad_token_id)
+    scratch = from_scratch_logprobs(reranker.model, prompt, answers, reranker.tokenizer.pad_token_id)
+    for a, b, ids in zip(shared, scratch, answers, strict=True):
+        assert a.shape == b.shape == (len(ids),)
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    # and both equal a plain, unbatched forward pass over prompt + answer
+    full = torch.cat([prompt["input_ids"], torch.tensor([answers[-1]])], 1)
+    extra = {"pixel_values": prompt["pixel_values"]} if "pixel_values" in prompt else {}
+    logits = reranker.model(input_ids=full, **extra).logits[0].log_softmax(-1)
+    start = prompt["input_ids"].shape[1]
+    direct = torch.stack([logits[start - 1 + i, t] for i, t in enumerate(answers[-1])])
+    torch.testing.assert_close(shared[-1], direct, atol=1e-5, rtol=1e-5)
+
+
+def test_length_normalisation():
+    token_lp = [torch.tensor([-1.0, -3.0]), torch.tensor([-2.5])]
+    assert aggregate(token_lp, "mean") == [-2.0, -2.5]
+    assert aggregate(token_lp, "sum") == [-4.0, -2.5]
+    with pytest.raises(ValueError):
+        aggregate(token_lp, "max")
+
+
+def test_save_and_load_round_trip_gives_the_same_scores(models, tmp_path):
+    for name in ("chat", "llava"):
+        reranker = with_trained_lora(models[name], seed=3)
+        q = query(models["image"] if name == "llava" else None)
+        before = candidate_scores(reranker, q)
+        folder = reranker.save_pretrained(tmp_path / name)
+        assert (folder / "adapter_model.safetensors").is_file() and (folder / "reranker.json").is_file()
+        assert not list(folder.glob("*.bin")) and not list(folder.glob("*.pt"))
+        loaded = Reranker.load(str(folder), device="cpu")
+        assert loaded.kind == reranker.kind and loaded.config.lora_rank == 4
+        assert candidate_scores(loaded, q) == pytest.approx(before, abs=1e-5)
+        base = Reranker.load(str(models[name]), CONFIG, device="cpu")
+        assert candidate_scores(base, q) != pytest.approx(before, abs=1e-3)  # the adapter mattered
+
+
+@pytest.mark.parametrize("mode", ["score", "generate"])
+def test_answers_are_always_candidates(models, mode):
+    for name in ("causal", "llava"):
+        reranker = with_trained_lora(models[name], seed=5)
+        for size in (1, 2, 5):
+            result = rerank_query(reranker, query(models["image"] if name == "llava" else None,
+                                                  CANDIDATES[:size]), mode)
+            assert result.choice in CANDIDATES[:size]
+            record = result.to_scores("city")
+            assert record["from"] == "city" and record["candidates"] == list(CANDIDATES[:size])
+            if mode == "score":
+                assert len(record["logprobs"]) == size
+                assert record["choice"] == CANDIDATES[max(range(size), key=record["logprobs"].__getitem__)]
+            elif size > 1:
+                assert isinstance(record["generated"], str) and record["mapped_by"]
