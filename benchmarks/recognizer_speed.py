@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -154,8 +155,8 @@ def main() -> None:
     parser.add_argument("--encoder", default="minilm")
     parser.add_argument("--dataset", default="fmnerg")
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--infer-posts", type=int, default=256)
-    parser.add_argument("--train-posts", type=int, default=128)
+    parser.add_argument("--infer-posts", type=int, default=128)
+    parser.add_argument("--train-posts", type=int, default=64)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     if args.threads:
@@ -164,10 +165,12 @@ def main() -> None:
     train = load_dataset(args.dataset, "train")
     dev = load_dataset(args.dataset, "dev").posts
     results: dict[str, object] = {"threads": torch.get_num_threads(), "encoder": args.encoder,
-                                  "dataset": args.dataset, "torch": torch.__version__}
+                                  "dataset": args.dataset, "torch": torch.__version__,
+                                  "load_average_at_start": os.getloadavg()[0]}
     peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
     results["matmul_peak_gflops"] = peaks
-    print(f"threads {torch.get_num_threads()}; matmul peak: fp32 {peaks['fp32']:.1f} GFLOP/s, "
+    print(f"threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f} "
+          f"({os.cpu_count()} cores); matmul peak: fp32 {peaks['fp32']:.1f} GFLOP/s, "
           f"bf16 {peaks['bf16']:.1f} GFLOP/s")
     for precision in ("fp32", "bf16"):
         config = preset("lite", encoder=args.encoder, bf16=precision == "bf16")

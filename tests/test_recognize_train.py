@@ -55,10 +55,11 @@ class _Killed(Exception):
     pass
 
 
-def test_resume_after_a_kill_is_identical_to_an_uninterrupted_run(encoder_dir, tmp_path):
+@pytest.mark.parametrize("lora_rank", [0, 4])
+def test_resume_after_a_kill_is_identical_to_an_uninterrupted_run(encoder_dir, tmp_path, lora_rank):
     torch.set_num_threads(1)
     config = RecognizerConfig(encoder=encoder_dir, lr=1e-3, head_lr=5e-3, batch_size=8, epochs=2,
-                              dropout=0.3, save_every_steps=3, length_buckets=True)
+                              dropout=0.3, save_every_steps=3, length_buckets=True, lora_rank=lora_rank)
     train, dev = synthetic_posts(40, seed=3), synthetic_posts(16, seed=4, prefix="d")
     full = train_recognizer(config, TINY_SCHEMA, train, dev, tmp_path / "full", progress=False, log=_quiet)
 
@@ -74,7 +75,8 @@ def test_resume_after_a_kill_is_identical_to_an_uninterrupted_run(encoder_dir, t
     resumed = train_recognizer(config.model_copy(update={"epochs": 2}), TINY_SCHEMA, train, dev, tmp_path / "cut",
                                resume=True, progress=False, log=_quiet)
     assert [h["mner_f1"] for h in resumed.history] == [h["mner_f1"] for h in full.history]
-    for name in ("model.safetensors", "optimizer.safetensors"):
+    names = ("adapter_model.safetensors", "heads.safetensors") if lora_rank else ("model.safetensors",)
+    for name in (*names, "optimizer.safetensors"):
         a, b = load_file(tmp_path / "full" / "last" / name), load_file(tmp_path / "cut" / "last" / name)
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
     with pytest.raises(DataError, match="--resume"):  # a finished run is never silently overwritten

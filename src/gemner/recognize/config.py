@@ -26,6 +26,8 @@ class RecognizerConfig(BaseModel):
         "column", description="how M's co-occurrence counts are normalised (see equations.py)")
     dropout: float = Field(0.1, description="dropout on word representations before the heads")
     topk: int = Field(10, description="categories written to `scores.topk` (at least 10, or all)")
+    span_pooling: Literal["first-subword", "all-subwords"] = Field(
+        "first-subword", description="eq. 10 entity pooling: words' first subwords (as trained) or all")
 
     # --- encoder adaptation ---
     lora_rank: int = Field(0, description="0: train the full encoder; > 0: LoRA adapters of this rank")

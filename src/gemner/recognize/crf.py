@@ -128,6 +128,7 @@ class CRF(nn.Module):
         """Mean over the batch of -log P(c* | S) (eqs. 6-7)."""
         return -self.log_likelihood(emissions, tags, mask).mean()
 
+    @torch.no_grad()
     def decode(self, emissions: torch.Tensor, mask: torch.Tensor) -> list[list[int]]:
         """Viterbi paths, each cut to its row's length."""
         start, end, transitions = self._params(emissions)

@@ -1,9 +1,12 @@
 """Entity-level category distributions and their uncertainty (input of the sample filter, eq. 10).
 
-For each predicted span: mean-pool the encoder's last hidden states over all subwords of its words,
-apply the (MGA-mixed) tag classifier, merge each category's B-/I- logits by logsumexp, softmax over
-the categories, entropy (eq. 10) and the top-K labels. The coarse distribution comes from the coarse
-path when the model has one; otherwise it is the fine distribution summed per coarse parent.
+For each predicted span: mean-pool the encoder's last hidden states over the span's words (by
+default each word's first subword, the positions the tag classifier is trained on;
+`span_pooling="all-subwords"` pools every subword), apply the (MGA-mixed) tag classifier, merge each
+category's B-/I- logits by logsumexp, softmax over the categories, entropy (eq. 10) and the top-K
+labels. The classifier is linear, so this equals mean-pooling the words' tag logits. The coarse
+distribution comes from the coarse path when the model has one; otherwise it is the fine
+distribution summed per coarse parent.
 """
 
 from __future__ import annotations
@@ -16,13 +19,14 @@ from .encoding import EncodedPost
 from .equations import entropy, merge_bio_logits
 
 
-def pool_spans(hidden: torch.Tensor, items: Sequence[EncodedPost],
-               spans: Sequence[tuple[int, int, int]]) -> torch.Tensor:
-    """Mean of hidden[row] over the subwords of words [start, end): one row per (row, start, end)."""
-    pooled = [
-        hidden[row, items[row].word_starts[start]:items[row].word_ends[end - 1]].mean(dim=0)
-        for row, start, end in spans
-    ]
+def pool_spans(hidden: torch.Tensor, items: Sequence[EncodedPost], spans: Sequence[tuple[int, int, int]],
+               how: str = "first-subword") -> torch.Tensor:
+    """Mean of hidden[row] over words [start, end) (their first subwords, or all their subwords)."""
+    if how == "first-subword":
+        pooled = [hidden[row, items[row].word_starts[start:end]].mean(dim=0) for row, start, end in spans]
+    else:
+        pooled = [hidden[row, items[row].word_starts[start]:items[row].word_ends[end - 1]].mean(dim=0)
+                  for row, start, end in spans]
     return torch.stack(pooled) if pooled else hidden.new_zeros(0, hidden.shape[-1])
 
 
@@ -40,7 +44,7 @@ def span_scores(model, hidden: torch.Tensor, items: Sequence[EncodedPost],
     if not spans:
         return []
     schema = model.schema
-    logits = model.tag_logits(pool_spans(hidden, items, spans))
+    logits = model.tag_logits(pool_spans(hidden, items, spans, model.config.span_pooling))
     fine_probs = merge_bio_logits(logits.fine).softmax(-1)
     scores = [{"entropy": round(float(h), 6)} for h in entropy(fine_probs).tolist()]
     for score, top in zip(scores, topk_pairs(fine_probs, schema.labels, model.config.topk), strict=True):
