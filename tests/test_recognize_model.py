@@ -142,3 +142,11 @@ def test_lora_trains_adapters_and_heads_only(encoder_dir):
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert any("lora_A" in n for n in trainable) and "fine_head.weight" in trainable and "mga_matrix" in trainable
     assert not any(n.startswith("encoder.") and "lora_" not in n for n in trainable)
+
+
+def test_missing_encoder_weights_fail_at_once_with_a_how_to(monkeypatch):
+    from gemner.hub import MissingWeightsError
+
+    monkeypatch.delenv("GEMNER_ALLOW_DOWNLOAD", raising=False)
+    with pytest.raises(MissingWeightsError, match="not available offline"):
+        Recognizer.build(RecognizerConfig(encoder="no-such-org/no-such-encoder"), TINY_SCHEMA)

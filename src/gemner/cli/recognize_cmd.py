@@ -79,6 +79,8 @@ def train_recognizer_cmd(
     dev_posts = dev.posts[:max_dev_posts]
     console.print(f"training recogniser on {dataset} ({len(train)} train / {len(dev_posts)} dev posts) -> {output}")
     console.print(f"[dim]{config.describe()}[/]", highlight=False)
+    if not dev.schema.hierarchical:
+        console.print(f"{dataset} has one label granularity: one path + {config.head} (MGP and MGA off)")
     result = train_recognizer(config, dev.schema, train, dev_posts, output,
                               knowledge=read_knowledge(knowledge), resume=resume, progress=progress, device=device,
                               log=lambda message: console.print(message, highlight=False))

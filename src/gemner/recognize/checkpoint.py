@@ -27,7 +27,7 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 
 from ..data.issues import DataError
 from ..data.schema import LabelSchema
-from ..hub import MissingWeightsError, missing_message, resolve
+from ..hub import MissingWeightsError, downloads_allowed, is_available, missing_message, resolve
 from .config import RecognizerConfig
 from .encoding import load_tokenizer
 from .equations import initial_mga_matrix
@@ -46,6 +46,9 @@ def load_encoder(name: str):
     """Pretrained encoder and tokenizer by gemner name (alias, path or cached hub id)."""
     from transformers import AutoModel
 
+    if not downloads_allowed() and not is_available(name):
+        # fail at once: transformers would otherwise retry the hub for ~20 s before giving up
+        raise MissingWeightsError(missing_message(name))
     pretrained = resolve(name)
     encoder = pretrained.load(AutoModel)
     try:
