@@ -1,0 +1,66 @@
+"""Knowledge JSONL out (what the recogniser's `--knowledge` reads) and back in; `.gz` either way."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from ..data.issues import IssueLog
+from .cache import ExportRow
+
+
+def open_text(path: str | Path, mode: str = "r") -> IO[str]:
+    """A text handle on a plain or gzipped file (chosen by the `.gz` suffix)."""
+    path = Path(path)
+    if path.suffix == ".gz":
+        return gzip.open(path, mode + "t", encoding="utf-8")  # type: ignore[return-value]
+    return path.open(mode, encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    written: int
+    missing: int  # posts without an answer (not written)
+    parse_failures: int  # written with the raw reply as knowledge
+
+
+def write_knowledge(rows: Iterable[ExportRow], output: str | Path) -> ExportSummary:
+    """Write `{"id", "knowledge", "caption"}` per answered post; atomically (temp file, then rename)."""
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    temporary = output.with_name(output.name + ".part")
+    written = missing = parse_failures = 0
+    with open_text(temporary, "w") as handle:
+        for row in rows:
+            if row.answer is None:
+                missing += 1
+                continue
+            record = {"id": row.post_id, "knowledge": row.answer.explanation, "caption": row.caption}
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            written += 1
+            parse_failures += not row.answer.parsed
+    os.replace(temporary, output)
+    return ExportSummary(written, missing, parse_failures)
+
+
+def read_knowledge(path: str | Path, log: IssueLog | None = None) -> dict[str, tuple[str, str]]:
+    """Post id -> (knowledge, caption) from a knowledge JSONL or JSONL.gz; bad lines reported, skipped."""
+    path, log = Path(path), log or IssueLog()
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such knowledge file")
+    knowledge: dict[str, tuple[str, str]] = {}
+    with open_text(path) as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                knowledge[str(record["id"])] = (str(record.get("knowledge") or ""), str(record.get("caption") or ""))
+            except (json.JSONDecodeError, KeyError, TypeError) as err:
+                log.report(f"unreadable knowledge record ({err})", "skipped line", path=path, line=number)
+    return knowledge

@@ -1,0 +1,215 @@
+"""OpenAI-compatible chat-completions backend over plain HTTP (standard library only).
+
+Works with any server speaking `POST {base_url}/chat/completions` (OpenAI, vLLM, llama.cpp, Ollama, ...).
+The API key is read from an environment variable whose *name* is configurable; its value is never
+logged, stored, or put into an error message. Requests run on a bounded thread pool; each one is
+retried on 429, 5xx, timeouts, dropped connections and malformed replies, with exponential backoff and
+full jitter (a server's Retry-After is honoured). Other 4xx answers fail at once. What still fails is
+returned as a `Failure` and ends up in the run's final report.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import http.client
+import json
+import os
+import random
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+from .backends import Completion, Failure, Request, Result, ResultCallback
+
+DEFAULT_KEY_ENV = "OPENAI_API_KEY"
+RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class OpenAIConfig:
+    model: str = "gpt-3.5-turbo"  # the paper's ChatGPT
+    base_url: str = "https://api.openai.com/v1"
+    api_key_env: str = DEFAULT_KEY_ENV
+    max_tokens: int = 256
+    temperature: float = 0.0
+    threads: int = 8  # requests in flight at once
+    timeout: float = 60.0  # seconds per attempt
+    retries: int = 5  # attempts after the first
+    backoff_base: float = 1.0  # seconds; the n-th retry waits up to base * 2**n
+    backoff_max: float = 60.0
+
+
+class RetryableError(Exception):
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentError(Exception):
+    pass
+
+
+class _Stopped(Exception):
+    """The job asked to stop while this request was waiting to retry."""
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header: a number of seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def backoff_delay(attempt: int, base: float, cap: float, retry_after: float | None = None,
+                  rng: random.Random | None = None) -> float:
+    """Full-jitter exponential backoff; a server's Retry-After is a floor, never shortened."""
+    rng = rng or random
+    delay = rng.uniform(0.0, min(cap, base * (2 ** attempt)))
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, cap) + rng.uniform(0.0, base * 0.1))
+    return delay
+
+
+def completion_from_json(body: bytes) -> tuple[str, bool]:
+    """(text, truncated) from a chat-completions reply; RetryableError when the reply is malformed."""
+    try:
+        data = json.loads(body.decode("utf-8"))
+        choice = data["choices"][0]
+        content = choice["message"]["content"]
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, IndexError, TypeError) as err:
+        raise RetryableError(f"malformed reply ({type(err).__name__})") from None
+    if not isinstance(content, str):
+        raise RetryableError("malformed reply (content is not text)")
+    return content, choice.get("finish_reason") == "length"
+
+
+class OpenAIChatBackend:
+    name = "openai"
+
+    def __init__(self, config: OpenAIConfig, *, rng: random.Random | None = None):
+        self.config = config
+        self.model = config.model
+        self.url = config.base_url.rstrip("/") + "/chat/completions"
+        self._rng = rng or random.Random()
+        self._rng_lock = threading.Lock()
+        self.key_missing = not os.environ.get(config.api_key_env)
+
+    def settings(self) -> dict[str, Any]:
+        return {"max_tokens": self.config.max_tokens, "temperature": self.config.temperature}
+
+    # ---- one request -----------------------------------------------------------------------------
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        key = os.environ.get(self.config.api_key_env)
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        return headers
+
+    def _scrub(self, text: str) -> str:
+        """Never let the key into a message, whatever a server echoes back."""
+        key = os.environ.get(self.config.api_key_env)
+        return text.replace(key, "***") if key else text
+
+    def _attempt(self, request: Request) -> tuple[str, bool]:
+        body = json.dumps({
+            "model": self.config.model, "messages": request.messages,
+            "max_tokens": self.config.max_tokens, "temperature": self.config.temperature,
+        }).encode("utf-8")
+        http_request = urllib.request.Request(self.url, data=body, headers=self._headers(), method="POST")
+        try:
+            with urllib.request.urlopen(http_request, timeout=self.config.timeout) as response:
+                return completion_from_json(response.read())
+        except urllib.error.HTTPError as err:
+            detail = _error_detail(err)
+            message = self._scrub(f"HTTP {err.code}{': ' + detail if detail else ''}")
+            if err.code in RETRY_STATUSES:
+                raise RetryableError(message, parse_retry_after(err.headers.get("Retry-After"))) from None
+            raise PermanentError(message) from None
+        except TimeoutError:
+            raise RetryableError(f"timed out after {self.config.timeout:g}s") from None
+        except urllib.error.URLError as err:
+            if isinstance(err.reason, (TimeoutError, socket.timeout)):
+                raise RetryableError(f"timed out after {self.config.timeout:g}s") from None
+            raise RetryableError(self._scrub(f"connection failed ({err.reason})")) from None
+        except (ConnectionError, http.client.HTTPException, OSError) as err:
+            raise RetryableError(self._scrub(f"connection failed ({type(err).__name__})")) from None
+
+    def complete(self, request: Request, stop: threading.Event | None = None) -> Result:
+        """One request with retries: a Completion, or a Failure naming the last error."""
+        stop = stop or threading.Event()
+        attempts = 0
+        began = time.perf_counter()
+        while True:
+            attempts += 1
+            try:
+                text, truncated = self._attempt(request)
+                return Completion(text, truncated, time.perf_counter() - began)
+            except PermanentError as err:
+                return Failure(str(err), attempts)
+            except RetryableError as err:
+                if attempts > self.config.retries:
+                    return Failure(f"{err} (gave up after {attempts} attempts)", attempts)
+                with self._rng_lock:
+                    delay = backoff_delay(attempts - 1, self.config.backoff_base, self.config.backoff_max,
+                                          err.retry_after, self._rng)
+                if stop.wait(delay):
+                    raise _Stopped from None
+
+    # ---- many requests ---------------------------------------------------------------------------
+    def run(self, requests: Sequence[Request], on_result: ResultCallback, stop: threading.Event) -> None:
+        """Complete every request with at most `threads` in flight; results reach `on_result` in this
+        thread as they arrive. Once `stop` is set, queued requests are dropped, waiting retries end,
+        and requests already on the wire are finished and reported."""
+        pending: dict[Future, Request] = {}
+        queue = list(reversed(requests))
+        with ThreadPoolExecutor(max_workers=max(1, self.config.threads), thread_name_prefix="llm") as pool:
+            try:
+                self._drive(pool, queue, pending, on_result, stop)
+            except BaseException:
+                stop.set()  # a second Ctrl-C: end waiting retries so the pool can shut down now
+                raise
+
+    def _drive(self, pool: ThreadPoolExecutor, queue: list[Request], pending: dict[Future, Request],
+               on_result: ResultCallback, stop: threading.Event) -> None:
+        while queue or pending:
+            while queue and len(pending) < max(1, self.config.threads) and not stop.is_set():
+                request = queue.pop()
+                pending[pool.submit(self.complete, request, stop)] = request
+            if not pending:
+                break
+            done, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            for future in done:
+                request = pending.pop(future)
+                try:
+                    result = future.result()
+                except _Stopped:
+                    continue  # not reported: the job redoes it on resume
+                on_result(request, result)
+            if stop.is_set():
+                queue.clear()
+
+
+def _error_detail(err: urllib.error.HTTPError) -> str:
+    """A short, single-line reason from an error reply's JSON body, if it has one."""
+    try:
+        data = json.loads(err.read(4096).decode("utf-8", "replace"))
+        error = data.get("error", "") if isinstance(data, dict) else ""
+        message = error.get("message", "") if isinstance(error, dict) else error
+    except (json.JSONDecodeError, AttributeError, OSError, ValueError):
+        return ""
+    return " ".join(str(message).split())[:200]
