@@ -150,3 +150,26 @@ def test_missing_encoder_weights_fail_at_once_with_a_how_to(monkeypatch):
     monkeypatch.delenv("GEMNER_ALLOW_DOWNLOAD", raising=False)
     with pytest.raises(MissingWeightsError, match="not available offline"):
         Recognizer.build(RecognizerConfig(encoder="no-such-org/no-such-encoder"), TINY_SCHEMA)
+
+
+def test_word_shapes_classify_case_digits_and_symbols():
+    from gemner.recognize.encoding import WORD_SHAPES, word_shape
+
+    shapes = [WORD_SHAPES[word_shape(w)] for w in ["obama", "NASA", "Obama", "iPhone", "2016", "#", "I", "1-0"]]
+    assert shapes == ["lower", "upper", "title", "mixed", "digit", "symbol", "title", "digit"]
+
+
+def test_word_shape_features_join_the_heads_and_learn(encoder_dir):
+    model = _model(encoder_dir, word_shape_dim=4)
+    assert model.fine_head.in_features == 32 + 4
+    items, batch = _batch(model, synthetic_posts(6, seed=3))
+    assert batch.word_shapes.shape == batch.word_mask.shape
+    model.loss(batch).backward()
+    assert model.shape_embedding.weight.grad.abs().sum() > 0
+    model.eval()
+    with torch.no_grad():
+        model.fine_head.bias[TINY_SCHEMA.tags.index("B-athlete")] = 100.0
+    posts = synthetic_posts(2, seed=5)
+    items, _ = _batch(model, posts)
+    entity = predict_batch(model, posts, items)[0][0]
+    assert sum(p for _, p in entity.scores["topk"]) == pytest.approx(1.0, abs=1e-3)

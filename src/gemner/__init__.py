@@ -1,2 +1,10 @@
 """gemner: fine-grained multimodal named entity recognition and grounding (GEM)."""
+
+import os as _os
+
 __version__ = "0.1.0"
+
+# Offline-first: unless the user allows downloads, the Hugging Face libraries must not reach the hub
+# (transformers otherwise retries it for ~20 s before reporting a missing file). Set before they load.
+if _os.environ.get("GEMNER_ALLOW_DOWNLOAD", "") not in ("1", "true", "yes"):
+    _os.environ.setdefault("HF_HUB_OFFLINE", "1")

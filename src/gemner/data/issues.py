@@ -64,3 +64,8 @@ class IssueLog:
 
     def __len__(self) -> int:
         return len(self.issues)
+
+    def __bool__(self) -> bool:
+        # A log is an object to report into, not a collection: an empty one must not read as "no log"
+        # (`log or IssueLog()` would otherwise silently drop the caller's log).
+        return True

@@ -77,7 +77,7 @@ def post_from_json(data: Mapping[str, Any], *, path: Path, line: int, log: Issue
 def read_posts(path: str | Path, images_dir: str | Path | None = None,
                log: IssueLog | None = None) -> tuple[list[Post], IssueLog]:
     """Read a posts JSONL; bad lines are reported in the returned log and skipped."""
-    path, log = Path(path), log or IssueLog()
+    path, log = Path(path), (log if log is not None else IssueLog())
     images = Path(images_dir) if images_dir is not None else None
     posts: list[Post] = []
     seen: set[str] = set()
@@ -109,7 +109,7 @@ def prediction_record(post: Post, entities: Sequence[PredictedEntity], error: st
 
 def read_prediction_records(path: str | Path, log: IssueLog | None = None) -> list[dict[str, Any]]:
     """Raw prediction records (dicts), bad lines reported and skipped."""
-    log = log or IssueLog()
+    log = log if log is not None else IssueLog()
     records = []
     for number, data in _json_lines(Path(path), log):
         if "id" not in data or not isinstance(data.get("entities", []), list):
@@ -123,7 +123,7 @@ def read_prediction_records(path: str | Path, log: IssueLog | None = None) -> li
 
 def read_predictions(path: str | Path, log: IssueLog | None = None) -> dict[str, list[PredictedEntity]]:
     """Predicted entities by post id. A malformed entity is reported (file and line) and skipped."""
-    log = log or IssueLog()
+    log = log if log is not None else IssueLog()
     predictions: dict[str, list[PredictedEntity]] = {}
     for record in read_prediction_records(path, log):
         entities = []
@@ -140,7 +140,7 @@ def read_predictions(path: str | Path, log: IssueLog | None = None) -> dict[str,
 def read_gold_jsonl(path: str | Path, schema: LabelSchema, log: IssueLog | None = None) -> list[Post]:
     """Gold posts from a JSONL like the predictions, with `"boxes": [[x1, y1, x2, y2], ...] | null` per
     entity and an optional `"image_size": [width, height]` per post."""
-    log = log or IssueLog()
+    log = log if log is not None else IssueLog()
     posts = []
     for record in read_prediction_records(path, log):
         entities = []

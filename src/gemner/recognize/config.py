@@ -25,6 +25,9 @@ class RecognizerConfig(BaseModel):
     mga_norm: Literal["column", "row"] = Field(
         "column", description="how M's co-occurrence counts are normalised (see equations.py)")
     dropout: float = Field(0.1, description="dropout on word representations before the heads")
+    word_shape_dim: int = Field(
+        0, description="0: off (paper). > 0: an embedding of each word's shape (case, digits, symbols) "
+        "joined to its representation; gives back the letter case an uncased encoder (MiniLM) drops")
     topk: int = Field(10, description="categories written to `scores.topk` (at least 10, or all)")
     span_pooling: Literal["first-subword", "all-subwords"] = Field(
         "first-subword", description="eq. 10 entity pooling: words' first subwords (as trained) or all")

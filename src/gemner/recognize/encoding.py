@@ -20,6 +20,20 @@ import torch
 
 from ..data.types import Post
 
+WORD_SHAPES = ("lower", "upper", "title", "mixed", "digit", "symbol")
+
+
+def word_shape(word: str) -> int:
+    """Index in WORD_SHAPES of the word's letter case / character class."""
+    letters = [c for c in word if c.isalpha()]
+    if not letters:
+        return WORD_SHAPES.index("digit") if any(c.isdigit() for c in word) else WORD_SHAPES.index("symbol")
+    if all(c.isupper() for c in letters):
+        return WORD_SHAPES.index("upper") if len(letters) > 1 else WORD_SHAPES.index("title")
+    if letters[0].isupper():
+        return WORD_SHAPES.index("title") if all(c.islower() for c in letters[1:]) else WORD_SHAPES.index("mixed")
+    return WORD_SHAPES.index("lower") if all(c.islower() for c in letters) else WORD_SHAPES.index("mixed")
+
 
 @dataclass(slots=True)
 class EncodedPost:
@@ -31,6 +45,7 @@ class EncodedPost:
     word_starts: list[int]
     word_ends: list[int]
     n_words: int  # text words kept (< len(post.tokens) only when the text alone is too long)
+    word_shapes: list[int]  # WORD_SHAPES index of each kept word
     fine_tags: list[int] | None = None
     coarse_tags: list[int] | None = None
 
@@ -53,6 +68,7 @@ def encode_post(tokenizer, words: Sequence[str], knowledge: str | None, max_leng
                 index: int = 0) -> EncodedPost:
     """Encode one post (see the module docstring for the rules)."""
     words = list(words)
+    shapes = [word_shape(w) for w in words]
     alone = tokenizer(words, is_split_into_words=True, add_special_tokens=False)
     present = set(alone.word_ids())
     words = [w if i in present else tokenizer.unk_token for i, w in enumerate(words)]
@@ -88,6 +104,7 @@ def encode_post(tokenizer, words: Sequence[str], knowledge: str | None, max_leng
         word_starts=[starts[i] for i in range(n_words)],
         word_ends=[ends[i] for i in range(n_words)],
         n_words=n_words,
+        word_shapes=shapes[:n_words],
     )
 
 
@@ -123,13 +140,14 @@ class Batch:
     token_type_ids: torch.Tensor | None
     word_index: torch.Tensor
     word_mask: torch.Tensor
+    word_shapes: torch.Tensor
     fine_tags: torch.Tensor | None
     coarse_tags: torch.Tensor | None
 
     def to(self, device: torch.device | str) -> Batch:
         """The same batch with every tensor on `device` (a no-op on the CPU)."""
         for name in ("input_ids", "attention_mask", "token_type_ids", "word_index", "word_mask",
-                     "fine_tags", "coarse_tags"):
+                     "word_shapes", "fine_tags", "coarse_tags"):
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, value.to(device))
@@ -151,6 +169,7 @@ def collate(items: list[EncodedPost], pad_id: int) -> Batch:
         token_type_ids=_pad([it.token_type_ids for it in items], 0) if has_types else None,  # type: ignore[misc]
         word_index=_pad([it.word_starts for it in items], 0),
         word_mask=_pad([[1] * it.n_words for it in items], 0).bool(),
+        word_shapes=_pad([it.word_shapes for it in items], 0),
         fine_tags=_pad([it.fine_tags for it in items], 0) if items[0].fine_tags is not None else None,  # type: ignore[misc]
         coarse_tags=(_pad([it.coarse_tags for it in items], 0)  # type: ignore[misc]
                      if items[0].coarse_tags is not None else None),

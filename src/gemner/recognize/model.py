@@ -19,7 +19,7 @@ from torch.nn import functional as F
 from ..data.schema import LabelSchema
 from .config import RecognizerConfig
 from .crf import CRF
-from .encoding import Batch
+from .encoding import WORD_SHAPES, Batch
 from .equations import (
     bio_transition_matrix,
     initial_mga_matrix,
@@ -46,6 +46,9 @@ class Recognizer(nn.Module):
         self.tokenizer = tokenizer
         hidden = encoder.config.hidden_size
         self.dropout = nn.Dropout(config.dropout)
+        self.shape_embedding = (nn.Embedding(len(WORD_SHAPES), config.word_shape_dim)
+                                if config.word_shape_dim > 0 else None)
+        hidden += config.word_shape_dim
         self.fine_head = nn.Linear(hidden, len(schema.tags))
         self.coarse_head = nn.Linear(hidden, len(schema.coarse_tags)) if self.multi_granularity else None
         self.fine_crf = CRF(len(schema.tags)) if config.head == "crf" else None
@@ -88,11 +91,17 @@ class Recognizer(nn.Module):
             hidden = self.encoder(**kwargs).last_hidden_state
         return hidden.float()
 
-    @staticmethod
-    def word_representations(hidden: torch.Tensor, batch: Batch) -> torch.Tensor:
-        """First-subword representation of every text word: [B, W, H]."""
+    def word_representations(self, hidden: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """First-subword representation of every text word, [B, W, H] (+ its shape embedding)."""
         index = batch.word_index.unsqueeze(-1).expand(-1, -1, hidden.shape[-1])
-        return hidden.gather(1, index)
+        reps = hidden.gather(1, index)
+        return self.with_shapes(reps, batch.word_shapes)
+
+    def with_shapes(self, reps: torch.Tensor, shapes: torch.Tensor) -> torch.Tensor:
+        """`reps` [..., H] joined with the shape embedding of `shapes` [...] (a no-op when off)."""
+        if self.shape_embedding is None:
+            return reps
+        return torch.cat([reps, self.shape_embedding(shapes)], dim=-1)
 
     def tag_logits(self, reps: torch.Tensor) -> Emissions:
         """Both paths' BIO-tag logits for representations [..., H]; MGA (eq. 9) mixed into the fine."""

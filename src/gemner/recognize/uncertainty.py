@@ -44,7 +44,12 @@ def span_scores(model, hidden: torch.Tensor, items: Sequence[EncodedPost],
     if not spans:
         return []
     schema = model.schema
-    logits = model.tag_logits(pool_spans(hidden, items, spans, model.config.span_pooling))
+    pooled = pool_spans(hidden, items, spans, model.config.span_pooling)
+    if model.shape_embedding is not None:  # the heads also saw each word's shape: mean over the span
+        shape_rows = [model.shape_embedding(torch.tensor(items[row].word_shapes[start:end], device=hidden.device))
+                      .mean(dim=0) for row, start, end in spans]
+        pooled = torch.cat([pooled, torch.stack(shape_rows)], dim=-1)
+    logits = model.tag_logits(pooled)
     fine_probs = merge_bio_logits(logits.fine).softmax(-1)
     scores = [{"entropy": round(float(h), 6)} for h in entropy(fine_probs).tolist()]
     for score, top in zip(scores, topk_pairs(fine_probs, schema.labels, model.config.topk), strict=True):
