@@ -41,6 +41,8 @@ def train_recognizer_cmd(
     lora_rank: Annotated[int | None, typer.Option(help="LoRA rank on the encoder (0: full fine-tuning).")] = None,
     alpha: Annotated[float | None, typer.Option(help="Eq. 8 coarse-loss weight (default: 0.1).")] = None,
     beta: Annotated[float | None, typer.Option(help="Eq. 9 MGA weight (default: 0.1).")] = None,
+    word_shape_dim: Annotated[int | None, typer.Option(
+        help="Word-shape embedding size (0: off, the paper; default: preset).")] = None,
     bf16: Annotated[bool | None, typer.Option("--bf16/--no-bf16", help="bf16 autocast (default: preset).")] = None,
     length_buckets: Annotated[bool | None, typer.Option("--length-buckets/--no-length-buckets",
                                                         help="Length-bucketed batches (default: preset).")] = None,
@@ -70,6 +72,7 @@ def train_recognizer_cmd(
     config = make_preset(
         preset, encoder=encoder, head=head, epochs=epochs, lr=lr, head_lr=head_lr, batch_size=batch_size,
         warmup_ratio=warmup_ratio, lora_rank=lora_rank, alpha=alpha, beta=beta, bf16=bf16,
+        word_shape_dim=word_shape_dim,
         length_buckets=length_buckets, seed=seed, mgp=False if no_mgp else None, mga=False if no_mga else None,
     )
     variant = _variant(no_mgp, no_mga, head, lora_rank)
