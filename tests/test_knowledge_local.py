@@ -11,8 +11,7 @@ import torch
 from gemner.knowledge.backends import Completion, Request
 from gemner.knowledge.local_llm import LocalLLMBackend, LocalLLMConfig
 from gemner.knowledge.prompt import build_messages
-
-from test_knowledge_support import tiny_llama, tiny_tokenizer
+from test_knowledge_support import save_tiny_llama, tiny_llama, tiny_tokenizer
 
 TWEETS = [
     "Taylor Swift in New York City",
@@ -102,3 +101,31 @@ def test_run_reports_each_request_once_and_stops_between_batches(parts):
     seen.clear()
     backend.run(requests, lambda r, res: seen.append(r.key), threading.Event())
     assert seen == ["k0", "k1", "k2", "k3"]
+
+
+def test_build_and_export_commands_with_a_local_model_folder(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from gemner.cli.main import app
+    from gemner.knowledge.export import read_knowledge
+
+    model_dir = save_tiny_llama(tmp_path / "llm", " ".join(TWEETS))
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text("".join(json.dumps({"id": f"p{i}", "text": t}) + "\n" for i, t in enumerate(TWEETS)))
+    cache, output = tmp_path / "k.sqlite", tmp_path / "k.jsonl"
+    build = ["knowledge", "build", "--posts", str(posts), "--model", str(model_dir), "--cache", str(cache),
+             "--batch-size", "3", "--max-new-tokens", "4"]
+    runner = CliRunner()
+    first = runner.invoke(app, [*build, "--limit", "2"])
+    assert first.exit_code == 0, first.output
+    assert "2 answered now" in first.output and "resume with:" in first.output
+    second = runner.invoke(app, build)
+    assert second.exit_code == 0 and "2 were cached, 2 answered now" in second.output, second.output
+    status = runner.invoke(app, ["knowledge", "status", "--cache", str(cache)])
+    assert "4/4 posts answered" in status.output
+    exported = runner.invoke(app, ["knowledge", "export", "--cache", str(cache), "--output", str(output)])
+    assert exported.exit_code == 0, exported.output
+    knowledge = read_knowledge(output)
+    assert sorted(knowledge) == ["p0", "p1", "p2", "p3"] and all(text for text, _ in knowledge.values())

@@ -49,3 +49,117 @@ def save_tiny_llama(folder: Path, extra_text: str = "") -> Path:
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+# ---- a real chat-completions server on 127.0.0.1 that misbehaves on request ------------------------
+
+class ChatServer:
+    """`POST /v1/chat/completions` in a thread. The last user message picks the behaviour: a tag
+    `[fail:MODE:N]` fails the first N attempts of that prompt with MODE (500, 429, timeout, malformed,
+    drop, 400), `[slow:S]` waits S seconds before answering. Every attempt is recorded."""
+
+    def __init__(self, delay: float = 0.0, hang: float = 0.6):
+        import http.server
+        import threading
+
+        self.delay, self.hang = delay, hang
+        self.lock = threading.Lock()
+        self.attempts: dict[str, list[tuple[float, str]]] = {}  # tweet -> [(arrival time, outcome)]
+        self.in_flight = self.max_in_flight = 0
+        self.auth_headers: set[str | None] = set()
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def do_POST(self):
+                server.handle(self)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def __enter__(self) -> ChatServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import time
+
+        deadline = time.monotonic() + self.hang + 2.0
+        while self.in_flight and time.monotonic() < deadline:  # let handlers record their outcome
+            time.sleep(0.01)
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def handle(self, request) -> None:
+        import json
+        import time
+
+        length = int(request.headers.get("Content-Length", 0))
+        body = json.loads(request.rfile.read(length))
+        query = body["messages"][-1]["content"]
+        tweet = query.split("tweet content: ", 1)[1].split(". Accordingly", 1)[0]
+        with self.lock:
+            self.auth_headers.add(request.headers.get("Authorization"))
+            history = self.attempts.setdefault(tweet, [])
+            attempt = len(history)
+            history.append((time.monotonic(), "in flight"))  # counted on arrival: retries may overlap a hang
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        outcome = "client gone"
+        try:
+            outcome = self._respond(request, tweet, attempt)
+        except (BrokenPipeError, ConnectionResetError):
+            request.close_connection = True  # the client timed out and hung up: expected
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+                history[attempt] = (history[attempt][0], outcome)
+
+    def _respond(self, request, tweet: str, attempt: int) -> str:
+        import json
+        import re
+        import time
+
+        match = re.search(r"\[fail:(\w+):(\d+)\]", tweet)
+        mode = match.group(1) if match and attempt < int(match.group(2)) else "ok"
+        slow = re.search(r"\[slow:([\d.]+)\]", tweet)
+        time.sleep(float(slow.group(1)) if slow else self.delay)
+        if mode == "timeout":
+            time.sleep(self.hang)
+            mode = "500"  # by now the client has given up
+        if mode == "drop":
+            request.close_connection = True
+            request.connection.shutdown(2)
+            return mode
+        if mode in ("500", "429", "400"):
+            echo = request.headers.get("Authorization", "")  # a careless server echoing the key
+            payload = json.dumps({"error": {"message": f"injected {mode} for {echo}"}}).encode()
+            request.send_response(int(mode))
+            if mode == "429":
+                request.send_header("Retry-After", "0.2")
+            request.send_header("Content-Type", "application/json")
+            request.send_header("Content-Length", str(len(payload)))
+            request.end_headers()
+            request.wfile.write(payload)
+            return mode
+        if mode == "malformed":
+            payload = b'{"choices": [{"message": '
+        else:
+            reply = json.dumps({"explanation": f"about {tweet}"})
+            payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": reply},
+                                               "finish_reason": "stop"}]}).encode()
+        request.send_response(200)
+        request.send_header("Content-Type", "application/json")
+        request.send_header("Content-Length", str(len(payload)))
+        request.end_headers()
+        request.wfile.write(payload)
+        return mode

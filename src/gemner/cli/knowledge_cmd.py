@@ -237,6 +237,8 @@ def build(
             report = run_job(store, llm, source, items, caption_of, shots=shots, limit=limit, stop=stop,
                              on_progress=view)
     print_report(report, cache_path)
+    if report.interrupted:
+        raise typer.Exit(130)  # the shell's code for "stopped by Ctrl-C"
 
 
 def print_report(report: Any, cache_path: Path) -> None:

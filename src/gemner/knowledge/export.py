@@ -14,10 +14,10 @@ from ..data.issues import IssueLog
 from .cache import ExportRow
 
 
-def open_text(path: str | Path, mode: str = "r") -> IO[str]:
-    """A text handle on a plain or gzipped file (chosen by the `.gz` suffix)."""
+def open_text(path: str | Path, mode: str = "r", *, gzipped: bool | None = None) -> IO[str]:
+    """A text handle on a plain or gzipped file (by default chosen by the `.gz` suffix)."""
     path = Path(path)
-    if path.suffix == ".gz":
+    if path.suffix == ".gz" if gzipped is None else gzipped:
         return gzip.open(path, mode + "t", encoding="utf-8")  # type: ignore[return-value]
     return path.open(mode, encoding="utf-8")
 
@@ -35,7 +35,7 @@ def write_knowledge(rows: Iterable[ExportRow], output: str | Path) -> ExportSumm
     output.parent.mkdir(parents=True, exist_ok=True)
     temporary = output.with_name(output.name + ".part")
     written = missing = parse_failures = 0
-    with open_text(temporary, "w") as handle:
+    with open_text(temporary, "w", gzipped=output.suffix == ".gz") as handle:
         for row in rows:
             if row.answer is None:
                 missing += 1
