@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from . import baseline_cmd, data_cmd, evaluate_cmd, knowledge_cmd, predict_cmd, recognize_cmd, rerank_cmd  # noqa: F401  (registers commands)
+from . import (  # noqa: F401  (each module registers its commands)
+    baseline_cmd,
+    data_cmd,
+    evaluate_cmd,
+    gazetteer_cmd,
+    knowledge_cmd,
+    predict_cmd,
+    recognize_cmd,
+    rerank_cmd,
+)
 from .app import app
 
 __all__ = ["app"]
