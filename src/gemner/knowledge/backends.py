@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .prompt import Message
@@ -49,15 +49,3 @@ class LLMBackend(Protocol):
 
     def run(self, requests: Sequence[Request], on_result: ResultCallback, stop: threading.Event) -> None: ...
 
-
-@dataclass
-class FailureLog:
-    """Failures by error message, for the end-of-run report."""
-
-    by_error: dict[str, list[str]] = field(default_factory=dict)
-
-    def add(self, key: str, error: str) -> None:
-        self.by_error.setdefault(error, []).append(key)
-
-    def __len__(self) -> int:
-        return sum(len(keys) for keys in self.by_error.values())
