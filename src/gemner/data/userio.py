@@ -164,6 +164,21 @@ def read_gold_jsonl(path: str | Path, schema: LabelSchema, log: IssueLog | None 
     return posts
 
 
+def read_knowledge(path: str | Path, log: IssueLog | None = None) -> dict[str, tuple[str, str]]:
+    """Post id -> (knowledge, caption) from a knowledge JSONL(.gz) `{"id", "knowledge", "caption"}`.
+    A line without an id is reported (file and line) and skipped."""
+    path, log = Path(path), (log if log is not None else IssueLog())
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such knowledge file")
+    knowledge: dict[str, tuple[str, str]] = {}
+    for number, data in _json_lines(path, log):
+        if "id" not in data:
+            log.report('a knowledge record needs an "id"', "skipped line", path=path, line=number)
+            continue
+        knowledge[str(data["id"])] = (str(data.get("knowledge") or ""), str(data.get("caption") or ""))
+    return knowledge
+
+
 def gold_record(post: Post) -> dict[str, Any]:
     """The gold JSONL line of a post (inverse of `read_gold_jsonl`)."""
     return {

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from ..data.issues import IssueLog
+from ..data.userio import read_knowledge  # noqa: F401  (re-exported: the knowledge file reader)
 from .cache import ExportRow
 
 
@@ -46,21 +46,3 @@ def write_knowledge(rows: Iterable[ExportRow], output: str | Path) -> ExportSumm
             parse_failures += not row.answer.parsed
     os.replace(temporary, output)
     return ExportSummary(written, missing, parse_failures)
-
-
-def read_knowledge(path: str | Path, log: IssueLog | None = None) -> dict[str, tuple[str, str]]:
-    """Post id -> (knowledge, caption) from a knowledge JSONL or JSONL.gz; bad lines reported, skipped."""
-    path, log = Path(path), log or IssueLog()
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such knowledge file")
-    knowledge: dict[str, tuple[str, str]] = {}
-    with open_text(path) as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                knowledge[str(record["id"])] = (str(record.get("knowledge") or ""), str(record.get("caption") or ""))
-            except (json.JSONDecodeError, KeyError, TypeError) as err:
-                log.report(f"unreadable knowledge record ({err})", "skipped line", path=path, line=number)
-    return knowledge

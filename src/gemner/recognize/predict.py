@@ -9,7 +9,6 @@ and no entities; the run goes on.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -18,29 +17,16 @@ import torch
 from ..data.bio import tags_to_spans
 from ..data.issues import IssueLog
 from ..data.types import Post, PredictedEntity
+from ..data.userio import read_knowledge as read_knowledge_file
 from .encoding import EncodedPost, collate, encode_post
 from .uncertainty import span_scores
 
 
 def read_knowledge(path: str | Path | None, log: IssueLog | None = None) -> dict[str, str]:
-    """Post id -> knowledge text from a JSONL `{"id", "knowledge", ...}`; None or absent file: {}."""
+    """Post id -> knowledge text from a knowledge JSONL(.gz); None: no knowledge."""
     if path is None:
         return {}
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such knowledge file")
-    log = IssueLog() if log is None else log
-    knowledge: dict[str, str] = {}
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                knowledge[str(record["id"])] = str(record.get("knowledge") or "")
-            except (json.JSONDecodeError, KeyError, TypeError) as err:
-                log.report(f"unreadable knowledge record ({err})", "skipped line", path=path, line=line_number)
-    return knowledge
+    return {post_id: text for post_id, (text, _) in read_knowledge_file(path, log).items()}
 
 
 @torch.no_grad()
