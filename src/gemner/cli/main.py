@@ -7,6 +7,7 @@ from . import (  # noqa: F401  (each module registers its commands)
     data_cmd,
     evaluate_cmd,
     gazetteer_cmd,
+    ground_cmd,
     knowledge_cmd,
     predict_cmd,
     recognize_cmd,

@@ -1,0 +1,229 @@
+"""`gemner ground ...` and `gemner train grounder`: implicit visual grounding (paper §3.4)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .app import app, train_app
+from .errors import friendly_errors
+
+console = Console()
+err_console = Console(stderr=True, soft_wrap=True)
+
+ground_app = typer.Typer(
+    help="Implicit visual grounding (paper §3.4): ITM relevance, eq. 11 tracing, point to box.",
+    invoke_without_command=True, no_args_is_help=False,
+)
+app.add_typer(ground_app, name="ground")
+
+PresetOpt = Annotated[str, typer.Option(help="paper (BLIP ITM + SAM ViT-B) | lite (SlimSAM-50) | weight-free")]
+ModelOpt = Annotated[str | None, typer.Option("--model", help="ITM checkpoint: hub id or folder.")]
+SegmenterOpt = Annotated[str | None, typer.Option(help="sam | region | heatmap (default: preset).")]
+SamOpt = Annotated[str | None, typer.Option(help="SAM checkpoint, preset (slimsam-50) or folder.")]
+
+
+def _config(preset: str, model: str | None, segmenter: str | None, sam_model: str | None,
+            threshold: float | None, trace_layer: int | None, device: str, bf16: bool):
+    from ..ground.config import preset as make_preset
+
+    try:
+        return make_preset(preset, itm_model=model, segmenter=segmenter, sam_model=sam_model,
+                           threshold=threshold, trace_layer=trace_layer, device=device,
+                           dtype="bfloat16" if bf16 else None)
+    except ValueError as err:  # unknown preset or segmenter: a usage error
+        raise typer.BadParameter(str(err)) from None
+
+
+@ground_app.callback()
+@friendly_errors
+def ground(
+    ctx: typer.Context,
+    image: Annotated[Path | None, typer.Option(help="One image to ground entities in.")] = None,
+    entity: Annotated[list[str] | None, typer.Option(help="Entity text (repeat for several).")] = None,
+    category: Annotated[list[str] | None, typer.Option(help="Its category (one for all, or one per entity).")] = None,
+    overlay: Annotated[Path | None, typer.Option(help="Write the heat-map overlay PNG here.")] = None,
+    predictions: Annotated[Path | None, typer.Option(help="Batch mode: predictions JSONL to fill in.")] = None,
+    images: Annotated[Path | None, typer.Option(help="Batch mode: folder of the posts' images.")] = None,
+    output: Annotated[Path | None, typer.Option(help="Batch mode: output JSONL (resumed if present).")] = None,
+    preset: PresetOpt = "paper",
+    model: ModelOpt = None,
+    segmenter: SegmenterOpt = None,
+    sam_model: SamOpt = None,
+    threshold: Annotated[float | None, typer.Option(help="P_T below this: no box (default 0.5 or tuned).")] = None,
+    trace_layer: Annotated[int | None, typer.Option(help="Cross-attention layer to trace (default: middle).")] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    bf16: Annotated[bool, typer.Option(help="Run the models in bfloat16.")] = False,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
+) -> None:
+    """Ground entities in one image (`--image`), or fill in the boxes of a predictions file (`--predictions`)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if (image is None) == (predictions is None):
+        raise typer.BadParameter("give either --image (one image) or --predictions (batch mode)")
+    import torch
+
+    from ..ground.grounder import Grounder
+
+    if threads:
+        torch.set_num_threads(threads)
+    config = _config(preset, model, segmenter, sam_model, threshold, trace_layer, device, bf16)
+    if image is not None:
+        queries = _queries(entity or [], category or [])
+        _ground_one(Grounder.from_config(config), image, queries, overlay)
+    else:
+        if output is None:
+            raise typer.BadParameter("batch mode needs --output")
+        _ground_file(Grounder.from_config(config), predictions, images, output)
+
+
+def _queries(entities: list[str], categories: list[str]):
+    from ..ground.grounder import Query
+
+    if not entities:
+        raise typer.BadParameter("give at least one --entity")
+    if len(categories) == 1:
+        categories = categories * len(entities)
+    if len(categories) != len(entities):
+        raise typer.BadParameter("give one --category for all entities, or one per --entity")
+    return [Query(e, c) for e, c in zip(entities, categories, strict=True)]
+
+
+def _ground_one(grounder, image_path: Path, queries, overlay: Path | None) -> None:
+    from ..data import DataError
+    from ..ground.overlay import save_overlay
+    from ..ground.train import load_image
+
+    try:
+        image = load_image(image_path)
+    except FileNotFoundError:
+        raise
+    except OSError as err:
+        raise DataError(f"{image_path}: unreadable image ({err})") from None
+    groundings = grounder.ground([image], [queries], keep_heatmaps=overlay is not None)[0]
+    table = Table(title=f"{image_path.name} ({image.width}x{image.height})")
+    for column in ("entity", "category", "P_T", "box", "peak"):
+        table.add_column(column)
+    for query, g in zip(queries, groundings, strict=True):
+        box = "None" if g.box is None else "[" + ", ".join(f"{v:g}" for v in g.box) + "]"
+        table.add_row(query.entity, query.category, f"{g.p_true:.4f}", box, str(list(g.peak)) if g.peak else "-")
+    console.print(table)
+    if overlay is None:
+        return
+    for k, (query, g) in enumerate(zip(queries, groundings, strict=True)):
+        if g.heatmap is None:
+            err_console.print(f"{query.entity}: P_T below the threshold, not traced, no overlay")
+            continue
+        path = overlay if len(queries) == 1 else overlay.with_name(f"{overlay.stem}_{k}{overlay.suffix or '.png'}")
+        save_overlay(path, image, g.heatmap, peak=g.peak, box=g.box)
+        err_console.print(f"overlay: {path}")
+
+
+def _ground_file(grounder, predictions: Path, images: Path | None, output: Path) -> None:
+    from ..data import IssueLog
+    from ..ground.batch import ground_predictions
+
+    if not predictions.is_file():
+        raise FileNotFoundError(f"predictions file not found: {predictions}")
+    log = IssueLog()
+    report = ground_predictions(grounder, predictions, output, images_dir=images, log=log)
+    for issue in log.issues:
+        err_console.print(f"[yellow]warning:[/] {issue}", highlight=False)
+    err_console.print(f"wrote {output}: {report.posts} posts ({report.resumed} already done), "
+                      f"{report.entities} entities, {report.boxed} boxed, {report.failed} posts without image")
+
+
+@ground_app.command("synthetic")
+@friendly_errors
+def synthetic(
+    full: Annotated[bool, typer.Option(help="The full version (README table) instead of the small CI one.")] = False,
+    save_model: Annotated[Path | None, typer.Option(help="Save the trained tiny ITM here.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the metrics as JSON here.")] = None,
+    threads: Annotated[int, typer.Option(help="torch CPU threads.")] = 1,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Prove the grounding path on synthetic scenes: train a tiny BLIP ITM, ground held-out scenes, score boxes."""
+    from ..ground.proof import PROOF_PRESETS, run_proof
+
+    config = PROOF_PRESETS["full" if full else "small"].model_copy(update={"threads": threads, "seed": seed})
+    err_console.print(f"training a tiny BLIP ITM on {config.train_scenes} scenes x {config.epochs} epochs ...")
+
+    def progress(step: int, loss: float) -> None:
+        if step % 100 == 0:
+            err_console.print(f"  step {step}: loss {loss:.4f}")
+
+    result = run_proof(config, save_to=save_model, on_step=progress)
+    console.print(result.table())
+    err_console.print("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in result.seconds.items()))
+    if json_out is not None:
+        json_out.write_text(json.dumps({"config": config.model_dump(), "metrics": result.metrics,
+                                        "counts": result.counts, "seconds": result.seconds}, indent=2))
+
+
+@train_app.command("grounder")
+@friendly_errors
+def train_grounder(
+    images: Annotated[Path, typer.Option(help="Folder of the benchmark's images (post id = file name).")],
+    output: Annotated[Path, typer.Option(help="Output folder for the fine-tuned ITM checkpoint.")],
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="fmnerg | gmner | gmner-v2")] = "fmnerg",
+    model: Annotated[str, typer.Option("--model", help="ITM to start from.")] = "Salesforce/blip-itm-base-coco",
+    lr: Annotated[float, typer.Option(help="Learning rate (paper: 5e-5).")] = 5e-5,
+    epochs: Annotated[int, typer.Option(help="Epochs (paper: 1).")] = 1,
+    images_per_batch: Annotated[int, typer.Option(help="Images per step, each with all its entities.")] = 8,
+    category_field: Annotated[str, typer.Option(help="type (fine, paper) | coarse")] = "type",
+    tune: Annotated[bool, typer.Option(help="Tune the P_T threshold on the dev split afterwards.")] = True,
+    max_posts: Annotated[int | None, typer.Option(help="Use only the first N train posts (smoke runs).")] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Fine-tune BLIP's ITM on (entity, category, image, has-box) from the benchmark (paper §3.4.1)."""
+    from ..data import DataError, IssueLog, load_dataset
+    from ..ground.config import SETTINGS_FILE, GrounderTrainConfig, resolve_device
+    from ..ground.itm import EntityImageMatcher
+    from ..ground.train import examples_from_posts, match_probabilities, train_matcher, tune_threshold
+
+    if category_field not in ("type", "coarse"):
+        raise typer.BadParameter("--category-field is type or coarse")
+    log = IssueLog()
+    train_items = examples_from_posts(load_dataset(dataset, "train", images_dir=images).posts[:max_posts],
+                                      category_field, log)
+    _print_issues(log, "train")
+    if not train_items:
+        raise DataError(f"no train post of {dataset} has a readable image under {images}")
+    matcher = EntityImageMatcher.from_pretrained(model, device=resolve_device(device))
+    config = GrounderTrainConfig(lr=lr, epochs=epochs, images_per_batch=images_per_batch, seed=seed, threads=threads)
+    err_console.print(f"fine-tuning {model} on {len(train_items)} images ...")
+
+    def progress(step: int, loss: float) -> None:
+        if step % 50 == 0:
+            err_console.print(f"  step {step}: loss {loss:.4f}")
+
+    report = train_matcher(matcher, train_items, config, on_step=progress)
+    output.mkdir(parents=True, exist_ok=True)
+    matcher.model.save_pretrained(output, safe_serialization=True)
+    matcher.tokenizer.save_pretrained(output)
+    matcher.image_processor.save_pretrained(output)
+    settings = {"base_model": model, "dataset": dataset, "category_field": category_field, "lr": lr,
+                "epochs": epochs, "steps": report.steps, "threshold": 0.5, "skipped": report.skipped}
+    if tune:
+        dev_log = IssueLog()
+        dev_items = examples_from_posts(load_dataset(dataset, "dev", images_dir=images).posts, category_field, dev_log)
+        _print_issues(dev_log, "dev")
+        threshold, accuracy = tune_threshold(*match_probabilities(matcher, dev_items))
+        settings.update(threshold=threshold, dev_accuracy=accuracy)
+        err_console.print(f"dev: threshold {threshold:.4f}, accuracy {accuracy:.2%}")
+    (output / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
+    err_console.print(f"wrote {output} ({report.steps} steps, {report.seconds:.0f} s)")
+
+
+def _print_issues(log, split: str) -> None:
+    for issue in log.issues[:20]:
+        err_console.print(f"[yellow]warning ({split}):[/] {issue}", highlight=False)
+    if len(log.issues) > 20:
+        err_console.print(f"[yellow]warning ({split}):[/] ... {len(log.issues) - 20} more ({log.summary()})")
