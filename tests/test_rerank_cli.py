@@ -100,6 +100,23 @@ def test_rerank_filters_by_entropy_and_keeps_everything_else(trained, tmp_path):
     assert "reranked" in result.output
 
 
+def test_sample_filter_after_the_fact_equals_a_filtered_run(trained, tmp_path):
+    preds = tmp_path / "preds.jsonl"
+    fake_predictions(preds, n_posts=5, seed=3)
+    runs = {}
+    for name, extra in (("all", ["--all"]), ("filtered", ["--gamma", "0.5"])):
+        runs[name] = tmp_path / f"{name}.jsonl"
+        result = runner.invoke(app, ["rerank", "--model", str(trained), "--predictions", str(preds),
+                                     "--output", str(runs[name]), "--threads", "1", *extra])
+        assert result.exit_code == 0, result.output
+    derived = tmp_path / "derived.jsonl"
+    result = runner.invoke(app, ["sample-filter", "--predictions", str(preds), "--reranked", str(runs["all"]),
+                                 "--output", str(derived), "--gamma", "0.5"])
+    assert result.exit_code == 0, result.output
+    assert [json.loads(x) for x in derived.open()] == [json.loads(x) for x in runs["filtered"].open()]
+    assert derived.read_text() != runs["all"].read_text()  # the filter did keep some recogniser labels
+
+
 def test_rerank_resumes_after_a_crash_and_reports_bad_lines(trained, tmp_path):
     preds = tmp_path / "preds.jsonl"
     original = fake_predictions(preds, n_posts=4, seed=1)

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from gemner.rerank.config import RerankerConfig
-from gemner.rerank.infer import candidate_scores, rerank_query
+from gemner.rerank.infer import candidate_scores, rerank_query, static_prefix
 from gemner.rerank.model import Reranker
 from gemner.rerank.prompt import RerankQuery
 from gemner.rerank.scoring import aggregate, from_scratch_logprobs, shared_prefix_logprobs
@@ -105,6 +105,25 @@ def test_gradients_reach_only_lora_parameters(models, name):
     assert lora_b and all(g is not None for g in lora_b) and any(float(g.abs().sum()) > 0 for g in lora_b)
 
 
+def test_gradient_checkpointing_gives_the_same_gradients(models):
+    grads = []
+    for checkpointing in (False, True):
+        config = CONFIG.model_copy(update={"gradient_checkpointing": checkpointing})
+        reranker = Reranker.load(str(models["llava"]), config, device="cpu")
+        torch.manual_seed(0)  # same LoRA A initialisation in both
+        reranker.add_lora()
+        with torch.no_grad():
+            for name, param in reranker.model.named_parameters():
+                if "lora_B" in name:
+                    param.normal_(0, 0.2)
+        reranker.model.train()
+        answer_loss(reranker, [query(models["image"], answer="park")]).backward()
+        grads.append({n: p.grad.clone() for n, p in trainable_parameters(reranker.model)})
+    assert grads[0].keys() == grads[1].keys()
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][name], grad, atol=1e-6, rtol=1e-4)
+
+
 @pytest.mark.parametrize("name", ["causal", "chat", "llava"])
 def test_shared_prefix_scoring_equals_scoring_from_scratch(models, name):
     reranker = with_trained_lora(models[name])
@@ -123,6 +142,25 @@ def test_shared_prefix_scoring_equals_scoring_from_scratch(models, name):
     start = prompt["input_ids"].shape[1]
     direct = torch.stack([logits[start - 1 + i, t] for i, t in enumerate(answers[-1])])
     torch.testing.assert_close(shared[-1], direct, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["causal", "chat", "llava"])
+def test_static_prefix_cache_gives_the_same_scores(models, name):
+    reranker = with_trained_lora(models[name], seed=1)
+    static = static_prefix(reranker)
+    assert static is not None and len(static.ids) > 20  # chat template + the Table 7 instruction
+    pad = reranker.tokenizer.pad_token_id
+    images = (None, models["image"]) if name == "llava" else (None,)
+    for image in images:
+        prompt = reranker.encode_prompt(query(image))
+        starts_static = prompt["input_ids"][0, : len(static.ids)].tolist() == static.ids
+        assert starts_static == (image is None)  # an early image placeholder: the prompt runs in full
+        answers = [reranker.answer_ids(c) for c in CANDIDATES]
+        scratch = from_scratch_logprobs(reranker.model, prompt, answers, pad)
+        for _ in range(2):  # the static cache is copied, never changed by a use
+            cached = shared_prefix_logprobs(reranker.model, prompt, answers, pad, static)
+            for a, b in zip(cached, scratch, strict=True):
+                torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
 def test_length_normalisation():

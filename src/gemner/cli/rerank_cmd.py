@@ -74,6 +74,7 @@ def rerank(
     length_norm: Annotated[str | None, typer.Option(help="mean (default) | sum of candidate token log-probs.")] = None,
     knowledge: Annotated[Path | None, typer.Option(help="Knowledge JSONL with captions (text-only models).")] = None,
     dataset: Annotated[str | None, typer.Option(help="Schema for coarse types (default: the reranker's).")] = None,
+    bf16: Annotated[bool | None, typer.Option("--bf16/--no-bf16", help="bf16 autocast for scoring.")] = None,
     threads: ThreadsOpt = None,
     device: DeviceOpt = None,
 ) -> None:
@@ -92,8 +93,8 @@ def rerank(
     if dataset is not None and dataset not in SCHEMAS:
         raise DataError(f"unknown schema {dataset!r}; choose one of {', '.join(SCHEMAS)}")
     overrides = RerankerConfig.model_validate(
-        {key: value for key, value in {"gamma": gamma, "k": k, "mode": mode, "length_norm": length_norm}.items()
-         if value is not None})
+        {key: value for key, value in {"gamma": gamma, "k": k, "mode": mode, "length_norm": length_norm,
+                                       "bf16_inference": bf16}.items() if value is not None})
     reranker = Reranker.load(model, overrides, device=device)
     cfg = reranker.config
     log = IssueLog()
@@ -109,6 +110,25 @@ def rerank(
     if len(log.issues) > 20:
         console.print(f"[yellow]... {len(log.issues) - 20} more warnings[/]")
     console.print(f"wrote {output}: {stats.summary()}", highlight=False)
+
+
+@app.command("sample-filter")
+@friendly_errors
+def sample_filter(
+    predictions: Annotated[Path, typer.Option(help="Recogniser predictions JSONL.")],
+    reranked: Annotated[Path, typer.Option(help="The same file reranked with --all.")],
+    output: Annotated[Path, typer.Option(help="Predictions with only the entities H > gamma reranked.")],
+    gamma: Annotated[float, typer.Option(help="Sample-filter threshold on eq. 10 entropy (paper 0.2).")] = 0.2,
+) -> None:
+    """Apply the sample filter after the fact: same output as `rerank --gamma`, without the model."""
+    from ..data.issues import IssueLog
+    from ..rerank.apply import sample_filter_file
+
+    log = IssueLog()
+    count = sample_filter_file(predictions, reranked, output, gamma, log)
+    for issue in log.issues[:20]:
+        console.print(f"[yellow]warning:[/] {issue}", highlight=False)
+    console.print(f"wrote {output}: {count} posts, gamma {gamma}", highlight=False)
 
 
 @train_app.command("reranker")

@@ -19,9 +19,10 @@ from ..data.issues import IssueLog
 from ..data.schema import FMNERG_SCHEMA, GMNER_SCHEMA, LabelSchema
 from .candidates import inference_candidates
 from .filter import entity_entropy, is_hard
-from .infer import rerank_query
+from .infer import rerank_query, static_prefix
 from .model import Reranker
 from .prompt import RerankQuery
+from .scoring import StaticPrefix
 
 
 @dataclass
@@ -104,7 +105,7 @@ class SampleFilter:
 
 def rerank_post(reranker: Reranker, record: dict[str, Any], sample_filter: SampleFilter, *, where: str,
                 log: IssueLog, stats: RerankStats, schema: LabelSchema | None, caption: str = "",
-                mode: str | None = None) -> dict[str, Any]:
+                mode: str | None = None, static: StaticPrefix | None = None) -> dict[str, Any]:
     tokens = record.get("tokens")
     if record.get("error") or not isinstance(tokens, list):
         return record
@@ -113,13 +114,14 @@ def rerank_post(reranker: Reranker, record: dict[str, Any], sample_filter: Sampl
     for entity in record.get("entities") or []:
         stats.entities += 1
         entities.append(_rerank_entity(reranker, entity, tokens, image, caption, sample_filter, where,
-                                       str(record["id"]), log, stats, schema, mode))
+                                       str(record["id"]), log, stats, schema, mode, static))
     return {**record, "entities": entities}
 
 
 def _rerank_entity(reranker: Reranker, entity: dict[str, Any], tokens: list[str], image: Path | None,
                    caption: str, sample_filter: SampleFilter, where: str, post_id: str, log: IssueLog,
-                   stats: RerankStats, schema: LabelSchema | None, mode: str | None) -> dict[str, Any]:
+                   stats: RerankStats, schema: LabelSchema | None, mode: str | None,
+                   static: StaticPrefix | None) -> dict[str, Any]:
     scores = entity.get("scores") or {}
     try:
         if not scores.get("topk") or (not sample_filter.rerank_all and "entropy" not in scores):
@@ -135,7 +137,7 @@ def _rerank_entity(reranker: Reranker, entity: dict[str, Any], tokens: list[str]
         log.report(f"entity {entity.get('text', '?')!r}: {err}", "kept the recogniser's label",
                    path=where, post_id=post_id)
         return entity
-    result = rerank_query(reranker, query, mode)
+    result = rerank_query(reranker, query, mode, static=static)
     stats.reranked += 1
     previous = str(entity.get("type"))
     stats.changed += result.choice != previous
@@ -167,6 +169,7 @@ def rerank_predictions(reranker: Reranker, predictions: str | Path, output: str 
     schema = schema or reranker.schema
     done = finished_posts(output)
     stats = RerankStats()
+    static = static_prefix(reranker) if (mode or reranker.config.mode) == "score" else None
     output.parent.mkdir(parents=True, exist_ok=True)
     with output.open("a", encoding="utf-8") as sink:
         for _number, record in read_posts(predictions, log):
@@ -177,9 +180,47 @@ def rerank_predictions(reranker: Reranker, predictions: str | Path, output: str 
             if schema is None:
                 schema = guess_schema({str(e.get("type")) for e in record.get("entities") or []})
             new = rerank_post(reranker, record, sample_filter, where=str(predictions), log=log, stats=stats,
-                              schema=schema, caption=(captions or {}).get(str(record["id"]), ""), mode=mode)
+                              schema=schema, caption=(captions or {}).get(str(record["id"]), ""), mode=mode,
+                              static=static)
             sink.write(json.dumps(new, ensure_ascii=False) + "\n")
             sink.flush()
             if progress is not None:
                 progress(stats)
     return stats
+
+
+def merge_filtered(original: dict[str, Any], reranked_all: dict[str, Any] | None, gamma: float) -> dict[str, Any]:
+    """The post as `rerank --gamma` would write it, from its `rerank --all` version: entities with
+    H > gamma take the reranked entity, the others stay as the recogniser wrote them. Scoring is
+    deterministic, so this equals a fresh filtered run without running the model again."""
+    if reranked_all is None:
+        return original
+    by_span = {(e.get("start"), e.get("end")): e for e in reranked_all.get("entities") or []}
+    entities = []
+    for entity in original.get("entities") or []:
+        h = (entity.get("scores") or {}).get("entropy")
+        reranked = by_span.get((entity.get("start"), entity.get("end")))
+        hard = h is not None and is_hard(float(h), gamma)
+        entities.append(reranked if hard and reranked is not None else entity)
+    return {**original, "entities": entities}
+
+
+def sample_filter_file(predictions: str | Path, reranked_all: str | Path, output: str | Path, gamma: float,
+                       log: IssueLog | None = None) -> int:
+    """Write `merge_filtered` for every post of `predictions`; returns the number of posts."""
+    log = log if log is not None else IssueLog()
+    predictions, reranked_all, output = Path(predictions), Path(reranked_all), Path(output)
+    for path in (predictions, reranked_all):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such predictions file")
+    reranked = {str(record["id"]): record for _, record in read_posts(reranked_all, log)}
+    count = 0
+    with output.open("w", encoding="utf-8") as sink:
+        for _, record in read_posts(predictions, log):
+            match = reranked.get(str(record["id"]))
+            if match is None:
+                log.report("post missing from the reranked file", "kept the recogniser's labels",
+                           path=reranked_all, post_id=str(record["id"]))
+            sink.write(json.dumps(merge_filtered(record, match, gamma), ensure_ascii=False) + "\n")
+            count += 1
+    return count

@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
+
+import torch
 
 from .generate import generate_answer, map_to_candidate
 from .model import Reranker
 from .prompt import RerankQuery
-from .scoring import aggregate, from_scratch_logprobs, shared_prefix_logprobs
+from .scoring import (
+    StaticPrefix,
+    aggregate,
+    build_static_prefix,
+    from_scratch_logprobs,
+    shared_prefix_logprobs,
+)
+
+# Two unlike queries: their prompts' common token prefix is what every prompt starts with.
+_PROBES = (RerankQuery(("alpha", "beta"), 0, 1, ("city", "park")),
+           RerankQuery(("Zeta", "omega", "x"), 1, 2, ("music",)))
+MIN_STATIC_TOKENS = 8
 
 
 @dataclass
@@ -33,29 +47,55 @@ class RerankResult:
         return record
 
 
-def candidate_scores(reranker: Reranker, query: RerankQuery, shared: bool = True) -> list[float]:
+def inference_precision(reranker: Reranker) -> AbstractContextManager:
+    """bf16 autocast when `bf16_inference` is set, else full precision."""
+    return torch.autocast(reranker.device.type, dtype=torch.bfloat16, enabled=reranker.config.bf16_inference)
+
+
+def static_prefix(reranker: Reranker) -> StaticPrefix | None:
+    """The KV cache of the prompt start shared by all queries (text prompts), or None when short.
+    Recompute it after the weights change (training). Prompts that do not start with it (an image
+    placeholder early in the prompt) are simply run in full."""
+    ids = [reranker.encode_prompt(q)["input_ids"][0].tolist() for q in _PROBES]
+    common = 0
+    while common < min(map(len, ids)) and ids[0][common] == ids[1][common]:
+        common += 1
+    common -= 1  # the last shared token could merge differently with other texts: leave it out
+    if common < MIN_STATIC_TOKENS:
+        return None
+    with inference_precision(reranker):
+        return build_static_prefix(reranker.model, ids[0][:common], reranker.device)
+
+
+def candidate_scores(reranker: Reranker, query: RerankQuery, shared: bool = True,
+                     static: StaticPrefix | None = None) -> list[float]:
     """Length-normalised log-likelihood of every candidate (see `scoring`)."""
     prompt = reranker.encode_prompt(query)
     answers = [reranker.answer_ids(label) for label in query.candidates]
-    score_fn = shared_prefix_logprobs if shared else from_scratch_logprobs
-    token_lp = score_fn(reranker.model, prompt, answers, reranker.tokenizer.pad_token_id)
+    pad = reranker.tokenizer.pad_token_id
+    with inference_precision(reranker):
+        if shared:
+            token_lp = shared_prefix_logprobs(reranker.model, prompt, answers, pad, static)
+        else:
+            token_lp = from_scratch_logprobs(reranker.model, prompt, answers, pad)
     return aggregate(token_lp, reranker.config.length_norm)
 
 
 def rerank_query(reranker: Reranker, query: RerankQuery, mode: str | None = None,
-                 shared: bool = True) -> RerankResult:
+                 shared: bool = True, static: StaticPrefix | None = None) -> RerankResult:
     """The reranker's answer; always one of `query.candidates`."""
     mode = mode or reranker.config.mode
     candidates = list(query.candidates)
     if len(candidates) == 1:
         return RerankResult(candidates, candidates[0], [0.0] if mode == "score" else None)
     if mode == "score":
-        scores = candidate_scores(reranker, query, shared)
+        scores = candidate_scores(reranker, query, shared, static)
         best = max(range(len(candidates)), key=scores.__getitem__)
         return RerankResult(candidates, candidates[best], scores)
     if mode == "generate":
-        text = generate_answer(reranker.model, reranker.tokenizer, reranker.encode_prompt(query),
-                               reranker.end_id, reranker.config.max_new_tokens)
+        with inference_precision(reranker):
+            text = generate_answer(reranker.model, reranker.tokenizer, reranker.encode_prompt(query),
+                                   reranker.end_id, reranker.config.max_new_tokens)
         choice, rule = map_to_candidate(text, candidates)
         return RerankResult(candidates, choice, None, generated=text, mapped_by=rule)
     raise ValueError(f"mode must be 'score' or 'generate', got {mode!r}")
@@ -65,10 +105,11 @@ def candidate_accuracy(reranker: Reranker, queries: Iterable[RerankQuery], mode:
                        progress: Callable[[int], None] | None = None) -> float:
     """Share of queries whose answer is their gold label (`query.answer`)."""
     hits = total = 0
+    static = static_prefix(reranker) if (mode or reranker.config.mode) == "score" else None
     for query in queries:
         if query.answer is None:
             raise ValueError("candidate accuracy needs queries with a gold answer")
-        hits += rerank_query(reranker, query, mode).choice == query.answer
+        hits += rerank_query(reranker, query, mode, static=static).choice == query.answer
         total += 1
         if progress is not None:
             progress(total)

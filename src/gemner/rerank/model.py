@@ -116,6 +116,10 @@ class Reranker:
             r=self.config.lora_rank, lora_alpha=self.config.lora_alpha, lora_dropout=self.config.lora_dropout,
             target_modules=lora_targets(self.model, self.kind), bias="none",
         )
+        if self.config.gradient_checkpointing:
+            # recompute activations in the backward pass: a 7B model's batch fits a 24 GB GPU
+            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            self.model.enable_input_require_grads()
         self.model = get_peft_model(self.model, lora)
 
     def save_pretrained(self, folder: str | Path) -> Path:

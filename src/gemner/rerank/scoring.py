@@ -1,9 +1,11 @@
 """Constrained answering: log-likelihood of each candidate's tokens after the prompt.
 
 Shared-prefix scoring runs the prompt once (batch of one), repeats its KV cache over the K candidates
-and runs only the candidates' tokens, all K in one batch. From-scratch scoring runs prompt + candidate
-for every candidate (left-padded batch with explicit position ids); it is the baseline of
-`benchmarks/reranker_speed.py`, the equality check of the tests, and the training forward pass.
+and runs only the candidates' tokens, all K in one batch. The start common to every prompt (chat
+template, Table 7 instruction, few-shot turns) can be cached once per run (`StaticPrefix`).
+From-scratch scoring runs prompt + candidate for every candidate (left-padded batch with explicit
+position ids); it is the baseline of `benchmarks/reranker_speed.py`, the equality check of the tests,
+and the training forward pass.
 
 A candidate's score is the mean of its token log-probabilities (label tokens + the end-of-turn token),
 so long labels are not penalised for their length; `length_norm="sum"` gives the joint log-probability.
@@ -11,6 +13,7 @@ so long labels are not penalised for their length; `length_norm="sum"` gives the
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -53,16 +56,43 @@ def _pad_right(answers: Sequence[Sequence[int]], pad_id: int, device: Any) -> tu
     return ids, mask
 
 
+@dataclass
+class StaticPrefix:
+    """The start that every prompt shares (chat template, instruction, few-shot turns) and its KV
+    cache, computed once; each prompt starts from a copy, so the cache itself never changes."""
+
+    ids: list[int]
+    cache: Any
+
+
+@torch.no_grad()
+def build_static_prefix(model: Any, ids: Sequence[int], device: Any) -> StaticPrefix:
+    out = model(input_ids=torch.tensor([list(ids)], device=device), use_cache=True, logits_to_keep=1)
+    return StaticPrefix(list(ids), output_cache(out))
+
+
+def _run_prompt(model: Any, prompt: dict[str, Tensor], keyword: str, static: StaticPrefix | None) -> Any:
+    """The prompt's forward pass (last logits and cache), from the static prefix's cache when it applies."""
+    ids = prompt["input_ids"]
+    n = len(static.ids) if static is not None else 0
+    if static is not None and n < ids.shape[1] and ids[0, :n].tolist() == static.ids:
+        rest = {key: value for key, value in prompt.items() if key != "input_ids"}
+        return model(input_ids=ids[:, n:], use_cache=True, logits_to_keep=1,
+                     **{keyword: copy.deepcopy(static.cache)}, **rest)
+    return model(**prompt, use_cache=True, logits_to_keep=1)
+
+
 @torch.no_grad()
 def shared_prefix_logprobs(model: Any, prompt: dict[str, Tensor], answers: Sequence[Sequence[int]],
-                           pad_id: int) -> list[Tensor]:
-    """Token log-probs of each answer; the prompt's forward pass is done once and its cache shared."""
+                           pad_id: int, static: StaticPrefix | None = None) -> list[Tensor]:
+    """Token log-probs of each answer; the prompt's forward pass is done once and its cache shared
+    (and, with `static`, the prompt's common start is not recomputed at all)."""
     if prompt["input_ids"].shape[0] != 1:
         raise ValueError("shared-prefix scoring takes one prompt at a time")
     if any(len(a) == 0 for a in answers):
         raise ValueError("every answer needs at least one token")
     keyword = cache_keyword(model)
-    out = model(**prompt, use_cache=True, logits_to_keep=1)
+    out = _run_prompt(model, prompt, keyword, static)
     first = out.logits[0, -1].float().log_softmax(-1)
     ids, mask = _pad_right(answers, pad_id, first.device)
     token_lp = first[ids[:, 0]].unsqueeze(1)

@@ -163,10 +163,10 @@ def train_reranker(reranker: Reranker, queries: Sequence[RerankQuery], output: s
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            entry = {"step": step, "epoch": round(step / per_epoch, 4), "loss": round(float(loss), 5),
+            entry = {"step": step, "epoch": round(step / per_epoch, 4), "loss": round(float(loss.detach()), 5),
                      "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.perf_counter() - started, 2)}
             report.log.append(entry)
-            report.final_loss = float(loss)
+            report.final_loss = float(loss.detach())
             _append_log(output, entry)
             if step % save_every == 0 or step == total:
                 _save_checkpoint(reranker, optimizer, step, checkpoint)
