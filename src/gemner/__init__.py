@@ -8,3 +8,12 @@ __version__ = "0.1.0"
 # (transformers otherwise retries it for ~20 s before reporting a missing file). Set before they load.
 if _os.environ.get("GEMNER_ALLOW_DOWNLOAD", "") not in ("1", "true", "yes"):
     _os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def __getattr__(name: str):
+    # `from gemner import GEM` without importing torch and transformers at `import gemner`.
+    if name == "GEM":
+        from .pipeline.gem import GEM
+
+        return GEM
+    raise AttributeError(f"module 'gemner' has no attribute {name!r}")

@@ -11,7 +11,7 @@ from rich.console import Console
 from .app import app
 from .errors import friendly_errors
 
-console = Console()
+console = Console(soft_wrap=True)
 
 
 @app.command("baseline")

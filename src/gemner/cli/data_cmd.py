@@ -13,7 +13,7 @@ from rich.table import Table
 from .app import data_app
 from .errors import friendly_errors
 
-console = Console()
+console = Console(soft_wrap=True)
 
 DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help="gmner | gmner-v2 | fmnerg")]
 

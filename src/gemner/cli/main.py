@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from . import (  # noqa: F401  (each module registers its commands)
     baseline_cmd,
+    config_cmd,
     data_cmd,
     evaluate_cmd,
     gazetteer_cmd,

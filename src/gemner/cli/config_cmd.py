@@ -1,0 +1,43 @@
+"""`gemner config show`: print a pipeline configuration (a preset or a YAML file) as YAML."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from .app import app
+from .errors import friendly_errors
+
+config_app = typer.Typer(help="Pipeline configurations (presets and YAML files).", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("show")
+@friendly_errors
+def show(
+    name: Annotated[str, typer.Argument(help="Preset (lite, paper), YAML file, or folder with gemner.yaml.")] = "lite",
+    check: Annotated[bool, typer.Option(help="Also say which models are available on this machine.")] = False,
+) -> None:
+    """Print the configuration with every model name/path and hyperparameter (save it, edit it, pass
+    it to `gemner predict --config FILE`)."""
+    from pathlib import Path
+
+    from ..hub import is_available
+    from ..pipeline.config import load_config
+
+    config = load_config(name)
+    print(config.to_yaml(), end="")
+    if not check:
+        return
+    console = Console(stderr=True)
+    models = {"recognizer": config.recognizer.model, "reranker": config.rerank.model,
+              "ITM (grounding)": config.ground.itm_model, "segmenter": config.ground.sam_model,
+              "LLM": config.knowledge.llm.model if config.knowledge.llm else None,
+              "captioner": config.knowledge.captioner}
+    for role, model in models.items():
+        if model is None:
+            continue
+        found = Path(model).exists() or is_available(model)
+        console.print(f"{role}: {model} -> {'available' if found else '[yellow]missing[/]'}", highlight=False)

@@ -1,0 +1,89 @@
+"""`GEM`: the whole method behind one object, from a post (text + image) to typed triples.
+
+    from gemner import GEM
+    gem = GEM.from_pretrained("lite")            # a preset, a YAML file or a folder with gemner.yaml
+    triples = gem.predict("Ted Cruz speaks in #Texas", image="post.jpg")
+    for result in gem.predict_batch(posts):       # streams, batch by batch
+        ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..data.issues import IssueLog
+from ..data.tokenize import tokenize_tweet
+from ..data.types import Post, PredictedEntity
+from .config import PipelineConfig, load_config, with_changes
+from .stages import GroundRunner, KnowledgeRunner, PostResult, RecognizerRunner, RerankRunner
+
+Triple = PredictedEntity  # (entity span and text, type, box-or-None) with its evidence in `scores`
+
+
+class GEM:
+    def __init__(self, config: PipelineConfig, notify: Callable[[str], None] | None = None):
+        self.config = config
+        self.notify = notify or (lambda message: None)
+        self.log = IssueLog()
+        self.knowledge = KnowledgeRunner(config.knowledge, self.notify)
+        self.recognizer = RecognizerRunner(config.recognizer)
+        self.reranker = RerankRunner(config.rerank, self.recognizer.schema, self.notify)
+        self.grounder = GroundRunner(config.ground, self.notify)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path = "lite", changes: dict[str, Any] | None = None,
+                        notify: Callable[[str], None] | None = None) -> GEM:
+        """Load a pipeline: preset name (`lite`, `paper`), YAML file, or folder with `gemner.yaml`.
+        `changes` edits the configuration, e.g. `{"rerank": {"enabled": False}}`."""
+        config = load_config(name_or_path)
+        return cls(with_changes(config, changes) if changes else config, notify)
+
+    @property
+    def schema(self):
+        return self.recognizer.schema
+
+    def stages(self) -> dict[str, str]:
+        return {"knowledge": str(self.knowledge.state), "recognizer": "on", "rerank": str(self.reranker.state),
+                "ground": str(self.grounder.state)}
+
+    def predict(self, text: str | Sequence[str], image: str | Path | None = None, post_id: str = "post"
+                ) -> list[Triple]:
+        """Triples of one post. `text` is raw (tokenised like the benchmark tweets) or a token list."""
+        tokens = tokenize_tweet(text) if isinstance(text, str) else list(text)
+        result = next(self.predict_batch([Post(post_id, tokens, image=Path(image) if image else None)]))
+        if result.error:
+            raise ValueError(f"post {post_id}: {result.error}")
+        return result.entities
+
+    def predict_batch(self, posts: Iterable[Post], batch_size: int = 16, keep_heatmaps: bool = False
+                      ) -> Iterator[PostResult]:
+        """Stream results, `batch_size` posts at a time, in input order. A post that fails gets its
+        `error` and the others go on."""
+        chunk: list[Post] = []
+        for post in posts:
+            chunk.append(post)
+            if len(chunk) == batch_size:
+                yield from self._run(chunk, keep_heatmaps)
+                chunk = []
+        if chunk:
+            yield from self._run(chunk, keep_heatmaps)
+
+    def _run(self, posts: list[Post], keep_heatmaps: bool) -> list[PostResult]:
+        stages = self.stages()
+        knowledge, captions = self.knowledge.knowledge(posts)
+        results = []
+        for post, entities in self.recognizer.recognise(posts, knowledge, self.log):
+            if isinstance(entities, str):
+                results.append(PostResult(post, [], error=entities, stages=dict(stages)))
+                continue
+            try:
+                entities = self.reranker.rerank(post, entities, captions.get(post.id, ""), self.log)
+            except Exception as err:  # one post's failure must not stop the others
+                results.append(PostResult(post, entities, error=f"rerank failed: {type(err).__name__}: {err}",
+                                          stages=dict(stages)))
+                continue
+            results.append(PostResult(post, entities, stages=dict(stages)))
+        self.grounder.ground(results, keep_heatmaps)
+        return results

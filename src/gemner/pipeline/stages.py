@@ -1,0 +1,254 @@
+"""The four stages of GEM behind one small interface, each loaded lazily and reported honestly.
+
+A stage that is switched off says so; a stage whose weights are missing says which and how to get
+them (once), and its output is marked as not computed: the recogniser's label stays (no rerank), and
+the box stays None with `box_status: "not_computed"` (no grounding), never a silent None box.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..data.issues import DataError, IssueLog
+from ..data.types import Box, Post, PredictedEntity
+from ..data.userio import prediction_record, read_knowledge
+from ..hub import MissingWeightsError
+from .config import KnowledgeStage, RecognizerStage, RerankStage
+
+Notify = Callable[[str], None]
+
+
+@dataclass
+class StageState:
+    """`on`, `off` (switched off) or `unavailable` (with the reason)."""
+
+    state: str = "on"
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return self.state + (f": {self.detail}" if self.detail else "")
+
+
+@dataclass
+class PostResult:
+    post: Post
+    entities: list[PredictedEntity]
+    error: str | None = None
+    stages: dict[str, str] = field(default_factory=dict)
+    heatmaps: dict[int, Any] = field(default_factory=dict)  # entity index -> traced map (visualize)
+
+    def record(self) -> dict[str, Any]:
+        return prediction_record(self.post, self.entities, self.error, stages=self.stages)
+
+
+def _cache_path(config: KnowledgeStage) -> Path:
+    return Path(config.cache).expanduser() if config.cache else Path.home() / ".cache" / "gemner" / "knowledge.sqlite"
+
+
+class KnowledgeRunner:
+    """Knowledge text per post: the configured file first, else gazetteer hint + LLM explanation."""
+
+    def __init__(self, config: KnowledgeStage, notify: Notify):
+        self.config = config
+        self.notify = notify
+        has_source = bool(config.file or config.gazetteer or config.llm)
+        self.state = StageState() if config.enabled and has_source else StageState(
+            "off", "" if not config.enabled else "no knowledge source configured")
+        self._file: dict[str, str] | None = None
+        self._gazetteer = None
+        self._backend = None
+        self._captioner = None
+
+    def _file_knowledge(self) -> dict[str, str]:
+        if self._file is None:
+            self._file = {k: text for k, (text, _) in read_knowledge(self.config.file).items()} \
+                if self.config.file else {}
+        return self._file
+
+    def _hints(self, posts: Sequence[Post]) -> dict[str, str]:
+        if not self.config.gazetteer:
+            return {}
+        if self._gazetteer is None:
+            from ..data import load_dataset
+            from ..knowledge.gazetteer import Gazetteer
+
+            self._gazetteer = Gazetteer.fit(load_dataset(self.config.gazetteer, "train").posts)
+        return {p.id: self._gazetteer.hint(p.tokens) for p in posts}
+
+    def _explanations(self, posts: Sequence[Post], captions: dict[str, str]) -> dict[str, str]:
+        settings = self.config.llm
+        if settings is None or self.state.state == "unavailable":
+            return {}
+        try:
+            backend = self._load_backend()
+        except MissingWeightsError as err:
+            self.state = StageState("unavailable", f"LLM: {err}")
+            self.notify(f"knowledge: {err}; continuing with the other knowledge sources")
+            return {}
+        from ..knowledge.cache import KnowledgeCache
+        from ..knowledge.job import SourcePost, run_job
+
+        with KnowledgeCache(_cache_path(self.config)) as cache:
+            run_job(cache, backend, "predict", [SourcePost.from_post(p, "predict") for p in posts], captions)
+            wanted = {p.id for p in posts}
+            return {row.post_id: row.answer.explanation for row in cache.export_rows("predict", backend.name,
+                                                                                      backend.model)
+                    if row.post_id in wanted and row.answer is not None}
+
+    def _load_backend(self):
+        if self._backend is None:
+            settings = self.config.llm
+            assert settings is not None
+            if settings.backend == "local":
+                from ..knowledge.local_llm import LocalLLMBackend, LocalLLMConfig
+
+                self._backend = LocalLLMBackend(LocalLLMConfig(
+                    model=settings.model, batch_size=settings.batch_size, max_new_tokens=settings.max_new_tokens,
+                    dtype=settings.dtype))
+            else:
+                from ..knowledge.openai_llm import OpenAIChatBackend, OpenAIConfig
+
+                self._backend = OpenAIChatBackend(OpenAIConfig(
+                    model=settings.model, base_url=settings.base_url, api_key_env=settings.api_key_env,
+                    max_tokens=settings.max_new_tokens))
+        return self._backend
+
+    def _captions(self, posts: Sequence[Post]) -> dict[str, str]:
+        with_images = [p for p in posts if p.image is not None]
+        if not self.config.captioner or not with_images or self._captioner is False:
+            return {}
+        try:
+            self._load_captioner()
+        except MissingWeightsError as err:
+            self._captioner = False
+            self.notify(f"knowledge: captioner {err}; captions are empty")
+            return {}
+        from ..knowledge.captioner import CaptionInput
+
+        return self._captioner.caption([CaptionInput(p.id, p.image) for p in with_images])
+
+    def _load_captioner(self) -> None:
+        if self._captioner is None:
+            from ..knowledge.captioner import ModelCaptioner
+
+            self._captioner = ModelCaptioner(self.config.captioner)
+
+    def knowledge(self, posts: Sequence[Post]) -> tuple[dict[str, str], dict[str, str]]:
+        """(knowledge text, caption) by post id. The text is the hint, then the explanation, as in
+        the files the recogniser is trained on (`gemner knowledge gazetteer --merge`)."""
+        if self.state.state == "off":
+            return {}, {}
+        known = self._file_knowledge()
+        missing = [p for p in posts if p.id not in known]
+        captions = self._captions(missing)
+        hints, explanations = self._hints(missing), self._explanations(missing, captions)
+        combined = {p.id: " ".join(t for t in (hints.get(p.id, ""), explanations.get(p.id, "")) if t)
+                    for p in missing}
+        return {**{p.id: known[p.id] for p in posts if p.id in known}, **combined}, captions
+
+
+class RecognizerRunner:
+    def __init__(self, config: RecognizerStage):
+        from ..recognize import Recognizer
+
+        self.config = config
+        self.model = Recognizer.from_pretrained(config.model, device=config.device)
+        self.schema = self.model.schema
+
+    def recognise(self, posts: Sequence[Post], knowledge: dict[str, str], log: IssueLog
+                  ) -> list[tuple[Post, list[PredictedEntity] | str]]:
+        from ..recognize.predict import predict_posts
+
+        return list(predict_posts(self.model, posts, knowledge, self.config.batch_size, log))
+
+
+class RerankRunner:
+    def __init__(self, config: RerankStage, schema, notify: Notify):
+        self.config = config
+        self.schema = schema
+        self.state = StageState() if config.enabled else StageState("off")
+        self.reranker = None
+        self.static = None
+        if self.state.state != "on":
+            return
+        if not config.model:
+            self.state = StageState("unavailable", "no reranker model configured (`gemner train reranker`)")
+        else:
+            try:
+                from ..rerank.infer import static_prefix
+                from ..rerank.model import Reranker
+
+                self.reranker = Reranker.load(config.model, device=config.device)
+                self.static = static_prefix(self.reranker) if config.mode == "score" else None
+            except (MissingWeightsError, FileNotFoundError, OSError, DataError) as err:
+                self.state = StageState("unavailable", str(err))
+        if self.state.state == "unavailable":
+            notify(f"rerank: {self.state.detail}; the recogniser's labels are kept")
+
+    def rerank(self, post: Post, entities: list[PredictedEntity], caption: str, log: IssueLog
+               ) -> list[PredictedEntity]:
+        if self.reranker is None or not entities:
+            return entities
+        from ..rerank.apply import RerankStats, SampleFilter, rerank_post
+
+        sample_filter = SampleFilter(self.config.gamma, rerank_all=not self.config.sample_filter, k=self.config.k)
+        record = prediction_record(post, entities)
+        new = rerank_post(self.reranker, record, sample_filter, where="pipeline", log=log, stats=RerankStats(),
+                          schema=self.schema, caption=caption, mode=self.config.mode, static=self.static)
+        return [PredictedEntity.from_json(e) for e in new["entities"]]
+
+
+class GroundRunner:
+    def __init__(self, config, notify: Notify):
+        self.config = config
+        self.state = StageState() if config.enabled else StageState("off")
+        self.grounder = None
+        if self.state.state != "on":
+            return
+        try:
+            from ..ground.config import GrounderConfig
+            from ..ground.grounder import Grounder
+
+            settings = GrounderConfig.model_validate(config.model_dump(exclude={"enabled"}))
+            self.grounder = Grounder.from_config(settings)
+        except (MissingWeightsError, FileNotFoundError, OSError) as err:
+            self.state = StageState("unavailable", str(err))
+            notify(f"ground: {err}; boxes are marked not computed")
+
+    def ground(self, results: Sequence[PostResult], keep_heatmaps: bool) -> None:
+        """Fill in box, box_status, scores.itm and scores.peak for the posts that have an image."""
+        if self.grounder is None:
+            return
+        from ..ground.grounder import Query
+        from ..ground.train import load_image
+
+        batch, images = [], []
+        for result in results:
+            if result.error or not result.entities:
+                continue
+            if result.post.image is None:
+                result.stages["ground"] = "not computed: the post has no image"
+                continue
+            try:
+                images.append(load_image(result.post.image))
+            except (OSError, ValueError) as err:
+                result.error = f"image {result.post.image} unreadable ({err}); boxes not computed"
+                continue
+            batch.append(result)
+        if not batch:
+            return
+        category = self.config.category_field
+        queries = [[Query(e.text, getattr(e, category)) for e in r.entities] for r in batch]
+        groundings = self.grounder.ground(images, queries, keep_heatmaps=keep_heatmaps)
+        for result, found in zip(batch, groundings, strict=True):
+            for index, (entity, grounding) in enumerate(zip(result.entities, found, strict=True)):
+                entity.box = Box(*grounding.box) if grounding.box is not None else None
+                entity.box_status = "computed"
+                entity.scores["itm"] = round(grounding.p_true, 6)
+                if grounding.peak is not None:
+                    entity.scores["peak"] = list(grounding.peak)
+                if keep_heatmaps and grounding.heatmap is not None:
+                    result.heatmaps[index] = grounding.heatmap.float().cpu().numpy()
