@@ -45,7 +45,7 @@ PRESETS: dict[str, RerankerConfig] = {
     "paper": RerankerConfig(),
     # SmolLM2-135M-Instruct, text-only, on CPU: a seeded subset, one epoch, a learning rate suited to a
     # 135M model with LoRA (5e-6 barely moves it in the steps a CPU affords); see README.
-    "lite": RerankerConfig(model=LITE_MODEL, lr=2e-4, epochs=1, max_train=2400, bf16=True, lora_rank=64),
+    "lite": RerankerConfig(model=LITE_MODEL, lr=2e-4, epochs=1, max_train=2000, bf16=True, lora_rank=64),
 }
 
 
