@@ -72,6 +72,17 @@ def test_training_writes_a_safetensors_adapter_and_dev_accuracy(trained):
     assert [entry["step"] for entry in log if "loss" in entry] == [1, 2]
 
 
+def test_eval_reranker_reports_each_scoring_rule(trained):
+    result = runner.invoke(app, ["eval-reranker", "--model", str(trained), "--dataset", "fmnerg", "--max", "6",
+                                 "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    line = " ".join(result.output.split())
+    assert "6 entities, K=5: chance 20.0%" in line
+    numbers = json.loads((trained / "dev_accuracy.json").read_text())
+    # same seeded dev subset as training's report, and the default rule (sum) gives the same accuracy
+    assert f"sum {100 * numbers['after']:.1f}%" in line and "mean " in line and "first " in line
+
+
 def test_rerank_filters_by_entropy_and_keeps_everything_else(trained, tmp_path):
     preds = tmp_path / "preds.jsonl"
     original = fake_predictions(preds)

@@ -71,7 +71,7 @@ def rerank(
     rerank_all: Annotated[bool, typer.Option("--all", help="Rerank every entity (no sample filter).")] = False,
     k: KOpt = None,
     mode: Annotated[str | None, typer.Option(help="score (constrained, default) | generate (free, mapped).")] = None,
-    length_norm: Annotated[str | None, typer.Option(help="mean (default) | sum of candidate token log-probs.")] = None,
+    length_norm: Annotated[str | None, typer.Option(help="sum (default) | mean of candidate token log-probs.")] = None,
     knowledge: Annotated[Path | None, typer.Option(help="Knowledge JSONL with captions (text-only models).")] = None,
     dataset: Annotated[str | None, typer.Option(help="Schema for coarse types (default: the reranker's).")] = None,
     bf16: Annotated[bool | None, typer.Option("--bf16/--no-bf16", help="bf16 autocast for scoring.")] = None,
@@ -194,6 +194,34 @@ def train_reranker_cmd(
         console.print(f"dev candidate accuracy after: {100 * results['after']:.1f}%")
     (output / "dev_accuracy.json").write_text(json.dumps(results, indent=2))
     console.print(f"saved reranker to {output}")
+
+
+@app.command("eval-reranker")
+@friendly_errors
+def eval_reranker(
+    model: ModelOpt,
+    dataset: Annotated[str, typer.Option("--dataset", "-d")] = "fmnerg",
+    split: Annotated[str, typer.Option(help="Gold split.")] = "dev",
+    max_entities: Annotated[int, typer.Option("--max", help="Seeded subset of gold entities (0: all).")] = 300,
+    k: Annotated[int, typer.Option("--k", help="Candidates per entity.")] = 5,
+    seed: Annotated[int, typer.Option(help="Seed of the training run (the dev subset uses seed + 1000).")] = 0,
+    threads: ThreadsOpt = None,
+    device: DeviceOpt = None,
+) -> None:
+    """Accuracy of picking the gold label among training-style candidates, per scoring rule."""
+    _threads(threads)
+    from ..data import load_dataset
+    from ..rerank.infer import accuracy_by_scoring_rule, chance_accuracy
+    from ..rerank.model import Reranker
+    from ..rerank.train import gold_queries
+
+    gold = load_dataset(dataset, split)
+    offset = 1000 if split == "dev" else 0  # the dev subset `train reranker` reports on
+    queries = gold_queries(gold.posts, gold.schema, k, seed + offset, max_entities or None)
+    reranker = Reranker.load(model, device=device)
+    accuracy = accuracy_by_scoring_rule(reranker, queries)
+    Console().print(f"{dataset} {split}, {len(queries)} entities, K={k}: chance {100 * chance_accuracy(queries):.1f}%; "
+                    + "; ".join(f"{rule} {100 * value:.1f}%" for rule, value in accuracy.items()), highlight=False)
 
 
 @app.command("calibrate-gamma")

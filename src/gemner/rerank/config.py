@@ -33,7 +33,8 @@ class RerankerConfig(BaseModel):
     bf16: bool = Field(False, description="bf16 autocast for training (CPU avx512_bf16 / GPU)")
     gradient_checkpointing: bool = Field(False, description="trade compute for memory when training")
     bf16_inference: bool = Field(False, description="bf16 autocast for scoring/generation (faster, ~1e-2 noise)")
-    length_norm: Literal["mean", "sum"] = Field("mean", description="candidate score: mean or sum of token log-probs")
+    length_norm: Literal["sum", "mean"] = Field(
+        "sum", description="candidate score: sum (joint log-prob of the answer) or mean of its token log-probs")
     mode: Literal["score", "generate"] = "score"
     few_shot: int = Field(0, ge=0, le=3, description="paper Table 7 examples as few-shot turns")
     use_caption: bool = Field(True, description="text-only models: add a Caption line when one is known")

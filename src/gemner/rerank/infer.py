@@ -116,6 +116,23 @@ def candidate_accuracy(reranker: Reranker, queries: Iterable[RerankQuery], mode:
     return hits / total if total else 0.0
 
 
+def accuracy_by_scoring_rule(reranker: Reranker, queries: Sequence[RerankQuery]) -> dict[str, float]:
+    """Candidate accuracy under each way of turning token log-probs into a score, from one scoring pass:
+    `sum`, `mean` and `first` (the first answer token alone)."""
+    static = static_prefix(reranker)
+    pad = reranker.tokenizer.pad_token_id
+    hits = {"sum": 0, "mean": 0, "first": 0}
+    for query in queries:
+        answers = [reranker.answer_ids(label) for label in query.candidates]
+        with inference_precision(reranker):
+            token_lp = shared_prefix_logprobs(reranker.model, reranker.encode_prompt(query), answers, pad, static)
+        rules = {"sum": aggregate(token_lp, "sum"), "mean": aggregate(token_lp, "mean"),
+                 "first": [float(lp[0]) for lp in token_lp]}
+        for rule, scores in rules.items():
+            hits[rule] += query.candidates[max(range(len(scores)), key=scores.__getitem__)] == query.answer
+    return {rule: n / len(queries) for rule, n in hits.items()} if queries else dict.fromkeys(hits, 0.0)
+
+
 def chance_accuracy(queries: Sequence[RerankQuery]) -> float:
     """Expected accuracy of a uniform random pick among each query's candidates."""
     return sum(1 / len(q.candidates) for q in queries) / len(queries) if queries else 0.0

@@ -7,8 +7,10 @@ From-scratch scoring runs prompt + candidate for every candidate (left-padded ba
 position ids); it is the baseline of `benchmarks/reranker_speed.py`, the equality check of the tests,
 and the training forward pass.
 
-A candidate's score is the mean of its token log-probabilities (label tokens + the end-of-turn token),
-so long labels are not penalised for their length; `length_norm="sum"` gives the joint log-probability.
+A candidate's score is the sum of its token log-probabilities (label tokens + the end-of-turn token):
+the model's probability of answering exactly that label. `length_norm="mean"` divides by the token
+count instead; since a label's later tokens are nearly free once its first token is chosen, the mean
+favours labels of many tokens, and it scored no better on FMNERG dev (see README).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def output_cache(output: Any) -> Any:
     return cache if cache is not None else output.past_key_values
 
 
-def aggregate(token_logprobs: Sequence[Tensor], length_norm: str = "mean") -> list[float]:
+def aggregate(token_logprobs: Sequence[Tensor], length_norm: str = "sum") -> list[float]:
     """One score per candidate from its token log-probabilities."""
     if length_norm not in ("mean", "sum"):
         raise ValueError(f"length_norm must be 'mean' or 'sum', got {length_norm!r}")
