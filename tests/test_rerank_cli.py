@@ -74,13 +74,14 @@ def test_training_writes_a_safetensors_adapter_and_dev_accuracy(trained):
 
 def test_eval_reranker_reports_each_scoring_rule(trained):
     result = runner.invoke(app, ["eval-reranker", "--model", str(trained), "--dataset", "fmnerg", "--max", "6",
-                                 "--threads", "1"])
+                                 "--threads", "1", "--generate"])
     assert result.exit_code == 0, result.output
     line = " ".join(result.output.split())
     assert "6 entities, K=5: chance 20.0%" in line
     numbers = json.loads((trained / "dev_accuracy.json").read_text())
     # same seeded dev subset as training's report, and the default rule (sum) gives the same accuracy
     assert f"sum {100 * numbers['after']:.1f}%" in line and "mean " in line and "first " in line
+    assert "free generation, mapped onto the candidates:" in line
 
 
 def test_rerank_filters_by_entropy_and_keeps_everything_else(trained, tmp_path):
@@ -185,3 +186,6 @@ def test_clear_errors(tmp_path):
     assert absent.exit_code == 2 and "no such predictions file" in flat(absent.output)
     bad = runner.invoke(app, ["train", "reranker", "--model", "x", "--k", "0", "--output", str(tmp_path / "r")])
     assert bad.exit_code == 2 and "invalid reranker setting" in flat(bad.output)
+    shots = runner.invoke(app, ["rerank", "--model", "x", "--predictions", str(preds), "--output",
+                                str(tmp_path / "o.jsonl"), "--few-shot", "4"])
+    assert shots.exit_code == 2 and "few_shot" in flat(shots.output)

@@ -18,19 +18,33 @@ ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Trained reranker f
 KOpt = Annotated[int | None, typer.Option("--k", help="Candidates per entity (paper: 5).")]
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="torch CPU threads (default: torch's).")]
 DeviceOpt = Annotated[str | None, typer.Option("--device", help="cpu | cuda | cuda:N (default: cuda if present).")]
+FewShotOpt = Annotated[int | None, typer.Option("--few-shot", help="Paper Table 7 examples as few-shot turns (0-3).")]
 
 
 def _config(base: Any, **overrides: Any) -> Any:
     """The preset/saved config with the options the user actually gave."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    return _config_from(type(base), {**base.model_dump(), **given})
+
+
+def _overrides(**settings: Any) -> Any:
+    """A RerankerConfig holding only the settings the user gave (the rest stay the saved ones)."""
+    from ..rerank.config import RerankerConfig
+
+    given = {key: value for key, value in settings.items() if value is not None}
+    return _config_from(RerankerConfig, given)
+
+
+def _config_from(cls: Any, values: dict[str, Any]) -> Any:
     from pydantic import ValidationError
 
     from ..data.issues import DataError
 
-    given = {key: value for key, value in overrides.items() if value is not None}
     try:
-        return base.model_validate({**base.model_dump(), **given})
+        return cls.model_validate(values)
     except ValidationError as err:
-        raise DataError(f"invalid reranker setting: {err.errors()[0]['loc'][0]}: {err.errors()[0]['msg']}") from None
+        first = err.errors()[0]
+        raise DataError(f"invalid reranker setting: {first['loc'][0]}: {first['msg']}") from None
 
 
 def _threads(threads: int | None) -> None:
@@ -75,6 +89,7 @@ def rerank(
     knowledge: Annotated[Path | None, typer.Option(help="Knowledge JSONL with captions (text-only models).")] = None,
     dataset: Annotated[str | None, typer.Option(help="Schema for coarse types (default: the reranker's).")] = None,
     bf16: Annotated[bool | None, typer.Option("--bf16/--no-bf16", help="bf16 autocast for scoring.")] = None,
+    few_shot: FewShotOpt = None,
     threads: ThreadsOpt = None,
     device: DeviceOpt = None,
 ) -> None:
@@ -85,16 +100,14 @@ def rerank(
     from ..data import SCHEMAS
     from ..data.issues import DataError, IssueLog
     from ..rerank.apply import SampleFilter, rerank_predictions
-    from ..rerank.config import RerankerConfig
     from ..rerank.model import Reranker
 
     if not predictions.is_file():
         raise FileNotFoundError(f"{predictions}: no such predictions file")
     if dataset is not None and dataset not in SCHEMAS:
         raise DataError(f"unknown schema {dataset!r}; choose one of {', '.join(SCHEMAS)}")
-    overrides = RerankerConfig.model_validate(
-        {key: value for key, value in {"gamma": gamma, "k": k, "mode": mode, "length_norm": length_norm,
-                                       "bf16_inference": bf16}.items() if value is not None})
+    overrides = _overrides(gamma=gamma, k=k, mode=mode, length_norm=length_norm, bf16_inference=bf16,
+                           few_shot=few_shot)
     reranker = Reranker.load(model, overrides, device=device)
     cfg = reranker.config
     log = IssueLog()
@@ -151,6 +164,7 @@ def train_reranker_cmd(
     dev_max: Annotated[int, typer.Option(help="Dev entities for candidate accuracy (0: skip).")] = 300,
     eval_before: Annotated[bool, typer.Option(help="Also measure dev accuracy before training.")] = False,
     save_every: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 200,
+    few_shot: FewShotOpt = None,
     threads: ThreadsOpt = None,
     device: DeviceOpt = None,
 ) -> None:
@@ -168,7 +182,7 @@ def train_reranker_cmd(
         raise typer.BadParameter(str(err)) from None
     cfg = _config(base, model=model, epochs=epochs, lr=lr, lora_rank=lora_rank,
                   lora_alpha=2 * lora_rank if lora_rank else None, k=k, max_train=max_train,
-                  batch_size=batch_size, seed=seed, bf16=bf16)
+                  batch_size=batch_size, seed=seed, bf16=bf16, few_shot=few_shot)
     captions = read_captions(knowledge)
     train = load_dataset(dataset, "train")
     queries = gold_queries(train.posts, train.schema, cfg.k, cfg.seed, cfg.max_train, captions)
@@ -205,23 +219,30 @@ def eval_reranker(
     max_entities: Annotated[int, typer.Option("--max", help="Seeded subset of gold entities (0: all).")] = 300,
     k: Annotated[int, typer.Option("--k", help="Candidates per entity.")] = 5,
     seed: Annotated[int, typer.Option(help="Seed of the training run (the dev subset uses seed + 1000).")] = 0,
+    generate: Annotated[bool, typer.Option(help="Also free generation mapped onto the candidates.")] = False,
+    few_shot: FewShotOpt = None,
     threads: ThreadsOpt = None,
     device: DeviceOpt = None,
 ) -> None:
     """Accuracy of picking the gold label among training-style candidates, per scoring rule."""
     _threads(threads)
     from ..data import load_dataset
-    from ..rerank.infer import accuracy_by_scoring_rule, chance_accuracy
+    from ..rerank.infer import accuracy_by_scoring_rule, chance_accuracy, generation_accuracy
     from ..rerank.model import Reranker
     from ..rerank.train import gold_queries
 
     gold = load_dataset(dataset, split)
     offset = 1000 if split == "dev" else 0  # the dev subset `train reranker` reports on
     queries = gold_queries(gold.posts, gold.schema, k, seed + offset, max_entities or None)
-    reranker = Reranker.load(model, device=device)
+    reranker = Reranker.load(model, _overrides(few_shot=few_shot), device=device)
     accuracy = accuracy_by_scoring_rule(reranker, queries)
     Console().print(f"{dataset} {split}, {len(queries)} entities, K={k}: chance {100 * chance_accuracy(queries):.1f}%; "
                     + "; ".join(f"{rule} {100 * value:.1f}%" for rule, value in accuracy.items()), highlight=False)
+    if generate:
+        value, rules = generation_accuracy(reranker, queries)
+        mapped = ", ".join(f"{rule} {n}" for rule, n in rules.items())
+        Console().print(f"free generation, mapped onto the candidates: {100 * value:.1f}% (mapped by: {mapped})",
+                        highlight=False)
 
 
 @app.command("calibrate-gamma")

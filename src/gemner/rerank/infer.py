@@ -133,6 +133,16 @@ def accuracy_by_scoring_rule(reranker: Reranker, queries: Sequence[RerankQuery])
     return {rule: n / len(queries) for rule, n in hits.items()} if queries else dict.fromkeys(hits, 0.0)
 
 
+def generation_accuracy(reranker: Reranker, queries: Sequence[RerankQuery]) -> tuple[float, dict[str, int]]:
+    """Accuracy of free generation mapped onto the candidates, and how often each mapping rule applied."""
+    hits, rules = 0, {"exact": 0, "normalised": 0, "contained": 0, "similarity": 0}
+    for query in queries:
+        result = rerank_query(reranker, query, mode="generate")
+        hits += result.choice == query.answer
+        rules[result.mapped_by or "exact"] += 1
+    return (hits / len(queries) if queries else 0.0), rules
+
+
 def chance_accuracy(queries: Sequence[RerankQuery]) -> float:
     """Expected accuracy of a uniform random pick among each query's candidates."""
     return sum(1 / len(q.candidates) for q in queries) / len(queries) if queries else 0.0
