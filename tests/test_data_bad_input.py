@@ -50,7 +50,8 @@ def test_stray_inside_tag_opens_an_entity_and_is_reported(tmp_path: Path) -> Non
 
 
 def test_conlleval_decoding() -> None:
-    assert tags_to_spans(["I-A", "I-A", "B-B", "I-A", "O", "B-A"]) == [(0, 2, "A"), (2, 3, "B"), (3, 4, "A"), (5, 6, "A")]
+    spans = tags_to_spans(["I-A", "I-A", "B-B", "I-A", "O", "B-A"])
+    assert spans == [(0, 2, "A"), (2, 3, "B"), (3, 4, "A"), (5, 6, "A")]
     assert spans_to_tags(4, [(0, 2, "A"), (3, 4, "B")]) == ["B-A", "I-A", "O", "B-B"]
 
 
@@ -128,7 +129,8 @@ def conll_files(draw) -> str:
 
 corruption = st.one_of(
     st.tuples(st.just("delete"), st.integers(0, 10_000)),
-    st.tuples(st.just("insert"), st.integers(0, 10_000), st.sampled_from(["\t", "\n", "I-", "IMGID:", "B-X", "\xff", " "])),
+    st.tuples(st.just("insert"), st.integers(0, 10_000),
+              st.sampled_from(["\t", "\n", "I-", "IMGID:", "B-X", "\xff", " "])),
     st.tuples(st.just("swap-line"), st.integers(0, 100), st.text(max_size=12)),
 )
 

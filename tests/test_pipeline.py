@@ -169,7 +169,7 @@ def test_cli_predict_with_a_config_file_and_config_show(models, tmp_path):
 
 
 @pytest.mark.parametrize("command", [[], ["data"], ["train"], ["knowledge"], ["config"], ["predict"], ["evaluate"],
-                                     ["baseline"], ["rerank"], ["ground"], ["calibrate-gamma"]])
+                                     ["baseline"], ["rerank"], ["ground"], ["reproduce"], ["calibrate-gamma"]])
 def test_every_command_has_help(command):
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0, result.output

@@ -12,6 +12,7 @@ from . import (  # noqa: F401  (each module registers its commands)
     knowledge_cmd,
     predict_cmd,
     recognize_cmd,
+    reproduce_cmd,
     rerank_cmd,
 )
 from .app import app

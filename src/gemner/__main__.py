@@ -1,0 +1,5 @@
+"""`python -m gemner ...` is the `gemner` command."""
+
+from gemner.cli.main import app
+
+app()

@@ -1,0 +1,48 @@
+"""`gemner reproduce`: train/evaluate what this machine can and print the paper's tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from .app import app
+from .errors import friendly_errors
+
+console = Console(soft_wrap=True)
+
+
+@app.command("reproduce")
+@friendly_errors
+def reproduce(
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="fmnerg | gmner")] = "fmnerg",
+    quick: Annotated[bool, typer.Option(help="Smoke run: 300 train posts, 1 epoch, 100 test posts.")] = False,
+    runs: Annotated[Path | None, typer.Option(help="Where runs live (default runs/reproduce, quick: "
+                                              "runs/reproduce-quick); finished steps are reused.")] = None,
+    variants: Annotated[str | None, typer.Option(help="Comma-separated recogniser variants (default: all).")] = None,
+    encoder: Annotated[str | None, typer.Option(help="Recogniser encoder (default: the lite preset's).")] = None,
+    reranker_model: Annotated[str | None, typer.Option(help="Reranker base model (default: lite's).")] = None,
+    gamma: Annotated[float, typer.Option(help="Sample-filter threshold (paper 0.2).")] = 0.2,
+    k: Annotated[int, typer.Option(help="Reranker candidates (paper 5).")] = 5,
+    threads: Annotated[int, typer.Option(help="CPU threads per step.")] = 1,
+) -> None:
+    """Each cell of Table 1 (our rows), Table 2 and Fig. 3 is measured here or says what it needs.
+    Steps run one by one as `gemner` commands; their list is written to plan.txt."""
+    from ..pipeline.reproduce import Reproduction, Settings
+    from ..pipeline.tables import build_results, write_results
+
+    settings = Settings(dataset=dataset, runs=runs or Path("runs/reproduce-quick" if quick else "runs/reproduce"),
+                        quick=quick, encoder=encoder, reranker_model=reranker_model,
+                        variants=tuple(variants.split(",")) if variants else None, gamma=gamma, k=k, threads=threads)
+    reproduction = Reproduction(settings, log=lambda message: console.print(message, highlight=False))
+    results = build_results(reproduction)
+    from ..pipeline.reproduce import NEEDS_IMAGES_NOTE
+
+    for table in results.tables:
+        console.print(table.render())
+    console.print(NEEDS_IMAGES_NOTE)
+    console.print(f"results: {write_results(reproduction, results)}; plan: {reproduction.write_plan()}")
+    for figure in results.figures:
+        console.print(f"figure: {figure}")

@@ -1,0 +1,198 @@
+"""`gemner reproduce`: train and evaluate what this machine can, then print the paper's tables.
+
+The reproduction is a plan of steps, each one `gemner` command that writes one file or folder under
+`runs/reproduce/<dataset>/`. A step whose output exists is skipped, so an interrupted reproduction
+continues where it stopped and finished runs are reused; every table cell can be traced to the
+command that made it (`plan.txt`). Cells this machine cannot compute (no images, no vision weights)
+say what they need instead of a number.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..data import load_dataset
+from ..data.userio import read_predictions
+from ..evaluation import ScoreReport, score
+
+NEEDS_IMAGES = "needs images*"
+NEEDS_IMAGES_NOTE = ("* needs the tweet images (IJCAI2019_data.zip, see README) and BLIP ITM weights: "
+                     "gemner predict --config paper --dataset fmnerg --images DIR, then gemner evaluate")
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    role: str
+    train_flags: tuple[str, ...] = ()
+    knowledge: str = "lite"  # "lite": the lite preset's knowledge file; "none"; "llm"
+
+
+FMNERG_VARIANTS = (
+    Variant("gem", "full recogniser: MGP + MGA, with knowledge"),
+    Variant("wo-ka", "w/o-KA: no knowledge", knowledge="none"),
+    Variant("wo-mgp", "w/o-MGP: fine path alone (the 'base model' of Table 2)", ("--no-mgp",)),
+    Variant("wo-mga", "w/o-MGA: both paths, no M", ("--no-mga",)),
+    Variant("softmax", "per-word softmax head, fine path alone", ("--head", "softmax", "--no-mgp")),
+    Variant("llm-ka", "full recogniser with the offline LLM's explanations (paper KA)", knowledge="llm"),
+)
+GMNER_VARIANTS = (
+    Variant("gem", "recogniser (one path + CRF), with knowledge"),
+    Variant("wo-ka", "w/o-KA: no knowledge", knowledge="none"),
+    Variant("llm-ka", "recogniser with the offline LLM's explanations (paper KA)", knowledge="llm"),
+)
+RERANKED_VARIANTS = ("gem", "wo-ka", "wo-mgp", "wo-mga")
+
+
+@dataclass
+class Settings:
+    dataset: str
+    runs: Path
+    quick: bool = False
+    encoder: str | None = None
+    reranker_model: str | None = None
+    variants: tuple[str, ...] | None = None
+    gamma: float = 0.2
+    k: int = 5
+    threads: int = 1
+    knowledge_dir: Path = Path("data/knowledge")
+
+    @property
+    def folder(self) -> Path:
+        return self.runs / self.dataset
+
+
+@dataclass
+class Step:
+    description: str
+    output: Path
+    command: list[str]
+
+
+@dataclass
+class Reproduction:
+    settings: Settings
+    log: Callable[[str], None] = print
+    plan: list[Step] = field(default_factory=list)
+
+    # ----------------------------------------------------------------- running steps
+    def run(self, description: str, output: Path, *args: str) -> Path | None:
+        """Run `gemner ARGS` unless `output` exists; None when the command failed (reported)."""
+        command = [sys.executable, "-m", "gemner", *args]
+        self.plan.append(Step(description, output, command))
+        if output.exists():
+            return output
+        self.log(f"[{description}] gemner {shlex.join(args)}")
+        env = {**os.environ, "OMP_NUM_THREADS": str(self.settings.threads)}
+        done = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if done.returncode != 0 or not output.exists():
+            tail = (done.stderr or "").strip().splitlines()[-3:]
+            self.log(f"  failed ({done.returncode}): {' | '.join(tail)}")
+            return None
+        return output
+
+    def _quick(self, full: tuple[str, ...], quick: tuple[str, ...]) -> tuple[str, ...]:
+        return quick if self.settings.quick else full
+
+    # ----------------------------------------------------------------- the stages
+    def knowledge_file(self, kind: str) -> Path | None:
+        if kind == "none":
+            return None
+        name = f"{self.settings.dataset}-gazetteer.jsonl.gz" if kind == "lite" else "fmnerg-smollm2-135m.jsonl.gz"
+        path = self.settings.knowledge_dir / name
+        return path if path.is_file() else None
+
+    def variants(self) -> list[Variant]:
+        pool = FMNERG_VARIANTS if load_dataset(self.settings.dataset, "dev").schema.hierarchical else GMNER_VARIANTS
+        chosen = [v for v in pool if self.settings.variants is None or v.name in self.settings.variants]
+        return [v for v in chosen if v.knowledge != "llm" or self.knowledge_file("llm") is not None]
+
+    def recognizer(self, variant: Variant) -> Path | None:
+        out = self.settings.folder / variant.name
+        knowledge = self.knowledge_file(variant.knowledge)
+        args = ["train", "recognizer", "--dataset", self.settings.dataset, "--preset", "lite", "--output", str(out),
+                "--threads", str(self.settings.threads), "--no-progress", *variant.train_flags]
+        args += ["--knowledge", str(knowledge)] if knowledge else []
+        args += ["--encoder", self.settings.encoder] if self.settings.encoder else []
+        args += list(self._quick((), ("--max-train-posts", "300", "--epochs", "1", "--max-dev-posts", "100")))
+        if (out / "config.json").is_file():
+            self.plan.append(Step(f"recogniser {variant.name}", out, [sys.executable, "-m", "gemner", *args]))
+            return out
+        return self.run(f"recogniser {variant.name}", out / "config.json", *args) and out
+
+    def predictions(self, variant: Variant, split: str) -> Path | None:
+        recognizer = self.recognizer(variant)
+        if recognizer is None:
+            return None
+        knowledge = self.knowledge_file(variant.knowledge)
+        args = ["predict", "--recognizer", str(recognizer), "--dataset", self.settings.dataset, "--split", split,
+                "--output", str(recognizer / f"{split}.jsonl"), "--threads", str(self.settings.threads),
+                "--no-progress", *self._quick((), ("--max-posts", "100"))]
+        args += ["--knowledge", str(knowledge)] if knowledge else []
+        return self.run(f"predict {variant.name} {split}", recognizer / f"{split}.jsonl", *args)
+
+    def reranker(self) -> Path | None:
+        out = self.settings.folder / "reranker"
+        args = ["train", "reranker", "--dataset", self.settings.dataset, "--preset", "lite", "--output", str(out),
+                "--threads", str(self.settings.threads), "--device", "cpu",
+                *self._quick((), ("--max-train", "24", "--dev-max", "0"))]
+        args += ["--model", self.settings.reranker_model] if self.settings.reranker_model else []
+        return self.run("reranker", out / "reranker.json", *args) and out
+
+    def reranked(self, variant: Variant, split: str, k: int | None = None) -> Path | None:
+        """Every entity reranked (w/o-SF); the filtered output is derived from it without the model."""
+        predictions, reranker = self.predictions(variant, split), self.reranker()
+        if predictions is None or reranker is None:
+            return None
+        k = k or self.settings.k
+        out = predictions.with_name(f"{split}.rerank-all.k{k}.jsonl")
+        return self.run(f"rerank-all {variant.name} {split} K={k}", out, "rerank", "--model", str(reranker),
+                        "--predictions", str(predictions), "--output", str(out), "--all", "--k", str(k),
+                        "--threads", str(self.settings.threads), "--device", "cpu")
+
+    def filtered(self, variant: Variant, split: str, gamma: float | None = None, k: int | None = None) -> Path | None:
+        predictions, reranked = self.predictions(variant, split), self.reranked(variant, split, k)
+        if predictions is None or reranked is None:
+            return None
+        gamma = self.settings.gamma if gamma is None else gamma
+        out = reranked.with_name(reranked.name.replace("rerank-all", f"sf{gamma:g}"))
+        return self.run(f"sample filter {variant.name} {split} gamma={gamma:g}", out, "sample-filter",
+                        "--predictions", str(predictions), "--reranked", str(reranked), "--gamma", str(gamma),
+                        "--output", str(out))
+
+    def calibration(self, variant: Variant) -> Path | None:
+        """Appendix E / Fig. 5 on dev: precision per entropy bin of recogniser and reranker, gamma."""
+        predictions, reranked = self.predictions(variant, "dev"), self.reranked(variant, "dev")
+        if predictions is None or reranked is None:
+            return None
+        out = self.settings.folder / "fig5_gamma.json"
+        return self.run("gamma calibration (dev)", out, "calibrate-gamma", "--predictions", str(predictions),
+                        "--reranked", str(reranked), "--dataset", self.settings.dataset,
+                        "--plot", str(out.with_suffix(".png")), "--json", str(out), "--k", str(self.settings.k))
+
+    # ----------------------------------------------------------------- scoring
+    def score(self, path: Path | None, split: str = "test") -> ScoreReport | None:
+        if path is None:
+            return None
+        dataset = load_dataset(self.settings.dataset, split)
+        predictions = read_predictions(path)
+        gold = [p for p in dataset.posts if p.id in predictions] if self.settings.quick else dataset.posts
+        return score(gold, predictions, dataset.schema)
+
+    def write_plan(self) -> Path:
+        path = self.settings.folder / "plan.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lines = [f"{step.description}\n  -> {step.output}\n  $ gemner {shlex.join(step.command[3:])}\n"
+                 for step in self.plan]
+        path.write_text("".join(lines))
+        return path
+
+
+def variant_named(variants: Sequence[Variant], name: str) -> Variant | None:
+    return next((v for v in variants if v.name == name), None)

@@ -1,0 +1,90 @@
+"""`gemner reproduce`: steps are skipped when done, failures are reported, tables come from the files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gemner.cli.main import app
+from gemner.data import load_dataset
+from gemner.data.userio import PredictionWriter, prediction_record
+from gemner.evaluation import gold_as_predictions
+from gemner.pipeline.reproduce import FMNERG_VARIANTS, NEEDS_IMAGES, Reproduction, Settings
+from gemner.pipeline.tables import build_results
+
+
+def test_a_finished_step_is_not_run_again_and_a_failed_one_is_reported(tmp_path: Path) -> None:
+    messages: list[str] = []
+    rep = Reproduction(Settings("fmnerg", tmp_path), log=messages.append)
+    done = tmp_path / "done.txt"
+    done.write_text("x")
+    assert rep.run("already there", done, "no-such-command") == done
+    assert messages == []  # nothing ran
+    assert rep.run("broken", tmp_path / "never.txt", "no-such-command") is None
+    assert any("failed" in m for m in messages)
+    plan = rep.write_plan().read_text()
+    assert "already there" in plan and "gemner no-such-command" in plan
+
+
+def _write(path: Path, posts, predictions) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with PredictionWriter(path, resume=False) as writer:
+        for post in posts:
+            writer.write(prediction_record(post, predictions[post.id]))
+
+
+def test_tables_are_built_from_the_run_files(tmp_path: Path) -> None:
+    """Fake every step's output (gold as predictions for 20 test posts): no model runs, 100 everywhere."""
+    posts = load_dataset("fmnerg", "test").posts[:20]
+    gold = gold_as_predictions(posts)
+    for entities in gold.values():
+        for e in entities:
+            e.box = None  # a recogniser predicts no box
+    settings = Settings("fmnerg", tmp_path, quick=True, knowledge_dir=tmp_path / "no-knowledge")
+    folder = settings.folder
+    (folder / "reranker").mkdir(parents=True)
+    (folder / "reranker" / "reranker.json").write_text("{}")
+    for variant in FMNERG_VARIANTS:
+        (folder / variant.name).mkdir(parents=True, exist_ok=True)
+        (folder / variant.name / "config.json").write_text("{}")
+        for name in ("test.jsonl", "dev.jsonl", *(f"test.{kind}.k{k}.jsonl" for kind in ("rerank-all", "sf0.2")
+                                                  for k in (3, 5, 7)), "dev.rerank-all.k5.jsonl"):
+            _write(folder / variant.name / name, posts, gold)
+    (folder / "fig5_gamma.json").write_text(json.dumps({"crossing_gamma": 0.31, "best_gamma": 0.4}))
+    rep = Reproduction(settings, log=lambda m: pytest.fail(f"nothing should run: {m}"))
+    results = build_results(rep)
+    by_title = {t.title.split(":")[0]: t for t in results.tables}
+    table_1 = by_title["Table 1 (our rows)"]
+    grounded, none_boxes = table_1.rows[0][1], table_1.rows[1][1]
+    assert grounded[0] == NEEDS_IMAGES and grounded[1] == pytest.approx(100.0)
+    assert none_boxes[1] == pytest.approx(100.0) and none_boxes[0] < 100.0  # MNERG misses groundable ones
+    assert all(cell == pytest.approx(100.0) for _, cells in by_title["Table 2"].rows[:4] for cell in cells)
+    assert [name for name, _ in by_title["Fig. 3 ablation"].rows] == ["GEM", "w/o-KA", "w/o-MGP", "w/o-MGA",
+                                                                     "w/o-SF", "w/o-CR"]
+    assert by_title["Fig. 5 / Appendix E"].rows[0][1] == [0.31]
+    assert all(f.is_file() for f in results.figures if f.suffix == ".png" and "fig3" in f.name)
+
+
+def test_reproduce_command_help_names_the_tables() -> None:
+    result = CliRunner().invoke(app, ["reproduce", "--help"])
+    assert result.exit_code == 0 and "Table 1" in result.output
+
+
+@pytest.mark.slow
+def test_quick_reproduction_with_tiny_models(tmp_path: Path) -> None:
+    """The whole plan as subprocesses (a few minutes on 2 cores): `pytest -m slow`."""
+    from gemner.recognize.testing import make_tiny_encoder
+    from gemner.rerank.tiny import build_tiny_causal_lm
+
+    encoder = make_tiny_encoder(tmp_path / "encoder", hidden=32)
+    lm = build_tiny_causal_lm(tmp_path / "lm")
+    result = CliRunner().invoke(app, ["reproduce", "--quick", "--dataset", "fmnerg", "--encoder", str(encoder),
+                                      "--reranker-model", str(lm), "--variants", "gem,wo-ka", "--runs",
+                                      str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    results = json.loads((tmp_path / "runs" / "fmnerg" / "results.json").read_text())
+    ablation = next(t for t in results["tables"] if t["title"].startswith("Fig. 3"))
+    assert isinstance(ablation["rows"][0][1], float)
