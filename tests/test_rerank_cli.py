@@ -145,7 +145,7 @@ def test_rerank_resumes_after_a_crash_and_reports_bad_lines(trained, tmp_path):
     assert lines[0] == finished  # kept, not redone
     for post in lines[1:]:
         assert all(len(e["scores"]["rerank"]["candidates"]) == 3 for e in post["entities"])
-    assert "preds.jsonl:5" in result.output and "not JSON" in result.output
+    assert "preds.jsonl:5" in result.output and "not valid JSON" in result.output
     assert "1 already done" in result.output
 
 

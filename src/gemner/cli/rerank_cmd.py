@@ -55,24 +55,10 @@ def _threads(threads: int | None) -> None:
 
 
 def read_captions(path: Path | None) -> dict[str, str]:
-    """Captions by post id from a knowledge JSONL (`{"id", "knowledge", "caption"}`)."""
-    if path is None:
-        return {}
-    from ..data.issues import DataError
+    """Captions by post id from a knowledge JSONL(.gz) (`{"id", "knowledge", "caption"}`)."""
+    from ..data.userio import read_knowledge
 
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such knowledge file")
-    captions = {}
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                captions[str(record["id"])] = str(record.get("caption") or "")
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise DataError(f"{path}:{number}: not a knowledge record with an 'id'") from None
-    return captions
+    return {} if path is None else {post_id: caption for post_id, (_, caption) in read_knowledge(path).items()}
 
 
 @app.command("rerank")
@@ -294,12 +280,11 @@ def calibrate_gamma(
 
 def _entities_by_post(path: Path) -> dict[str, list[dict[str, Any]]]:
     from ..data.issues import IssueLog
-    from ..rerank.apply import read_posts
+    from ..data.userio import iter_prediction_records
 
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such predictions file")
     log = IssueLog()
-    posts = {str(record["id"]): list(record.get("entities") or []) for _, record in read_posts(path, log)}
+    posts = {str(record["id"]): list(record.get("entities") or [])
+             for _, record in iter_prediction_records(path, log)}
     for issue in log.issues:
         console.print(f"[yellow]warning:[/] {issue}", highlight=False)
     return posts

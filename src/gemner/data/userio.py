@@ -107,32 +107,34 @@ def prediction_record(post: Post, entities: Sequence[PredictedEntity], error: st
     return record
 
 
-def read_prediction_records(path: str | Path, log: IssueLog | None = None) -> list[dict[str, Any]]:
-    """Raw prediction records (dicts), bad lines reported and skipped."""
+def iter_prediction_records(path: str | Path, log: IssueLog | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, record) of a predictions JSONL; bad lines reported (file and line) and skipped."""
     log = log if log is not None else IssueLog()
-    records = []
     for number, data in _json_lines(Path(path), log):
         if "id" not in data or not isinstance(data.get("entities", []), list):
             log.report('a prediction needs "id" and a list "entities"', "skipped line", path=path,
                        line=number)
             continue
-        data["_line"] = number
-        records.append(data)
-    return records
+        yield number, data
+
+
+def read_prediction_records(path: str | Path, log: IssueLog | None = None) -> list[dict[str, Any]]:
+    """Raw prediction records (dicts), bad lines reported and skipped."""
+    return [record for _, record in iter_prediction_records(path, log)]
 
 
 def read_predictions(path: str | Path, log: IssueLog | None = None) -> dict[str, list[PredictedEntity]]:
     """Predicted entities by post id. A malformed entity is reported (file and line) and skipped."""
     log = log if log is not None else IssueLog()
     predictions: dict[str, list[PredictedEntity]] = {}
-    for record in read_prediction_records(path, log):
+    for number, record in iter_prediction_records(path, log):
         entities = []
         for data in record.get("entities", []):
             try:
                 entities.append(PredictedEntity.from_json(data))
             except (KeyError, TypeError, ValueError) as err:
                 log.report(f"malformed entity {data!r} ({err})", "skipped entity", path=path,
-                           line=record["_line"], post_id=str(record["id"]))
+                           line=number, post_id=str(record["id"]))
         predictions.setdefault(str(record["id"]), []).extend(entities)
     return predictions
 
@@ -142,7 +144,7 @@ def read_gold_jsonl(path: str | Path, schema: LabelSchema, log: IssueLog | None 
     entity and an optional `"image_size": [width, height]` per post."""
     log = log if log is not None else IssueLog()
     posts = []
-    for record in read_prediction_records(path, log):
+    for number, record in iter_prediction_records(path, log):
         entities = []
         for data in record.get("entities", []):
             try:
@@ -157,7 +159,7 @@ def read_gold_jsonl(path: str | Path, schema: LabelSchema, log: IssueLog | None 
                 ))
             except (KeyError, TypeError, ValueError) as err:
                 log.report(f"malformed gold entity ({err})", "skipped entity", path=path,
-                           line=record["_line"], post_id=str(record["id"]))
+                           line=number, post_id=str(record["id"]))
         size = record.get("image_size")
         posts.append(Post(str(record["id"]), list(record.get("tokens", [])), entities,
                           image_size=tuple(size) if size else None))

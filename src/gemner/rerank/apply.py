@@ -10,13 +10,14 @@ is dropped and redone). Bad lines and entities are reported with file and line o
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..data.issues import IssueLog
 from ..data.schema import FMNERG_SCHEMA, GMNER_SCHEMA, LabelSchema
+from ..data.userio import PredictionWriter, iter_prediction_records
 from .candidates import inference_candidates
 from .filter import entity_entropy, is_hard
 from .infer import rerank_query, static_prefix
@@ -46,43 +47,6 @@ def guess_schema(labels: set[str]) -> LabelSchema | None:
         if labels and labels <= set(schema.labels):
             return schema
     return None
-
-
-def finished_posts(output: Path) -> set[str]:
-    """Ids already written to `output`; a torn final line (crash mid-write) is cut off."""
-    if not output.exists():
-        return set()
-    done: set[str] = set()
-    keep = 0
-    with output.open("rb") as handle:
-        for raw in handle:
-            try:
-                record = json.loads(raw)
-            except json.JSONDecodeError:
-                break
-            if not raw.endswith(b"\n"):
-                break
-            done.add(str(record.get("id")))
-            keep += len(raw)
-    with output.open("r+b") as handle:
-        handle.truncate(keep)
-    return done
-
-
-def read_posts(path: Path, log: IssueLog) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                log.report(f"not JSON ({err.msg})", "post skipped", path=path, line=number)
-                continue
-            if not isinstance(record, dict) or "id" not in record:
-                log.report("a post needs an object with an 'id'", "post skipped", path=path, line=number)
-                continue
-            yield number, record
 
 
 @dataclass
@@ -167,14 +131,12 @@ def rerank_predictions(reranker: Reranker, predictions: str | Path, output: str 
         raise FileNotFoundError(f"{predictions}: no such predictions file")
     log = log if log is not None else IssueLog()
     schema = schema or reranker.schema
-    done = finished_posts(output)
     stats = RerankStats()
     static = static_prefix(reranker) if (mode or reranker.config.mode) == "score" else None
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with output.open("a", encoding="utf-8") as sink:
-        for _number, record in read_posts(predictions, log):
+    with PredictionWriter(output) as sink:  # resumes: finished posts are kept, a torn last line is cut
+        for _number, record in iter_prediction_records(predictions, log):
             stats.posts += 1
-            if str(record["id"]) in done:
+            if str(record["id"]) in sink.done_ids:
                 stats.posts_resumed += 1
                 continue
             if schema is None:
@@ -182,8 +144,7 @@ def rerank_predictions(reranker: Reranker, predictions: str | Path, output: str 
             new = rerank_post(reranker, record, sample_filter, where=str(predictions), log=log, stats=stats,
                               schema=schema, caption=(captions or {}).get(str(record["id"]), ""), mode=mode,
                               static=static)
-            sink.write(json.dumps(new, ensure_ascii=False) + "\n")
-            sink.flush()
+            sink.write(new)
             if progress is not None:
                 progress(stats)
     return stats
@@ -213,10 +174,10 @@ def sample_filter_file(predictions: str | Path, reranked_all: str | Path, output
     for path in (predictions, reranked_all):
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such predictions file")
-    reranked = {str(record["id"]): record for _, record in read_posts(reranked_all, log)}
+    reranked = {str(record["id"]): record for _, record in iter_prediction_records(reranked_all, log)}
     count = 0
     with output.open("w", encoding="utf-8") as sink:
-        for _, record in read_posts(predictions, log):
+        for _, record in iter_prediction_records(predictions, log):
             match = reranked.get(str(record["id"]))
             if match is None:
                 log.report("post missing from the reranked file", "kept the recogniser's labels",
