@@ -61,6 +61,7 @@ class Settings:
     gamma: float = 0.2
     k: int = 5
     threads: int = 1
+    recognizers_only: bool = False  # train and predict the recogniser variants, nothing after them
     knowledge_dir: Path = Path("data/knowledge")
 
     @property

@@ -69,6 +69,10 @@ def build_results(rep: Reproduction) -> Results:
     hierarchical = dataset == "fmnerg"
     get = {name: variant_named(variants, name) for name in ("gem", "wo-ka", "wo-mgp", "wo-mga", "softmax", "llm-ka")}
     alone = {n: rep.score(rep.predictions(v, "test")) for n, v in get.items() if v is not None}
+    if rep.settings.recognizers_only:
+        for variant in variants:
+            rep.predictions(variant, "dev")
+        return Results([recogniser_table(alone, hierarchical)], [])
     with_cr = {n: rep.score(rep.filtered(v, "test")) for n, v in get.items()
                if v is not None and n in RERANKED_VARIANTS}
     rerank_all = rep.score(rep.reranked(get["gem"], "test")) if get["gem"] else None
