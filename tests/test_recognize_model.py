@@ -173,3 +173,36 @@ def test_word_shape_features_join_the_heads_and_learn(encoder_dir):
     items, _ = _batch(model, posts)
     entity = predict_batch(model, posts, items)[0][0]
     assert sum(p for _, p in entity.scores["topk"]) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_compressed_checkpoint_matches_the_full_model_at_full_rank(encoder_dir, tmp_path):
+    from gemner.recognize.compress import compress_recognizer, low_rank_factors
+
+    delta = torch.randn(6, 4)
+    left, right, kept = low_rank_factors(delta, 4)
+    torch.testing.assert_close(left @ right, delta, atol=1e-5, rtol=1e-5)
+    assert kept == pytest.approx(1.0)
+    left, right, kept = low_rank_factors(torch.outer(torch.arange(1.0, 7.0), torch.ones(4)), 1)
+    assert kept == pytest.approx(1.0) and left.shape == (6, 1)  # a rank-1 change is kept whole
+
+    model = _model(encoder_dir, word_shape_dim=4)
+    with torch.no_grad():  # pretend fine-tuning moved every encoder weight
+        for p in model.encoder.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+        model.fine_head.bias[TINY_SCHEMA.tags.index("B-athlete")] += 3.0
+    model.save_pretrained(tmp_path / "full")
+    report = compress_recognizer(tmp_path / "full", tmp_path / "lora", rank=64, dtype=torch.float32)
+    assert report.kept_energy == pytest.approx(1.0, abs=1e-6) and report.deltas > 0
+    small = compress_recognizer(tmp_path / "full", tmp_path / "lora2", rank=2)
+    assert small.kept_energy < 0.9 and small.megabytes < report.megabytes
+    full = Recognizer.from_pretrained(tmp_path / "full")
+    lora = Recognizer.from_pretrained(tmp_path / "lora")
+    assert lora.uses_lora and (tmp_path / "lora" / "adapter_model.safetensors").is_file()
+    posts = synthetic_posts(4, seed=9)
+    for recogniser in (full, lora):
+        recogniser.eval()
+    _, batch_full = _batch(full, posts)
+    _, batch_lora = _batch(lora, posts)
+    with torch.no_grad():
+        torch.testing.assert_close(lora.emissions(batch_lora)[0].fine, full.emissions(batch_full)[0].fine,
+                                   atol=1e-4, rtol=1e-4)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from .app import train_app
+from .app import app, train_app
 from .errors import friendly_errors
 
 console = Console(stderr=True, soft_wrap=True)
@@ -89,3 +89,22 @@ def train_recognizer_cmd(
                               log=lambda message: console.print(message, highlight=False))
     console.print(f"best dev MNER F1 {result.best_dev_f1:.2f} at epoch {result.best_epoch}; "
                   f"checkpoint {result.output} ({result.seconds / 60:.1f} min)")
+
+
+@app.command("compress-recognizer")
+@friendly_errors
+def compress(
+    source: Annotated[Path, typer.Argument(help="A fully fine-tuned recogniser checkpoint.")],
+    output: Annotated[Path, typer.Argument(help="Where the LoRA-form checkpoint goes.")],
+    rank: Annotated[int, typer.Option(help="Rank of the weight-change factors.")] = 48,
+    fp16: Annotated[bool, typer.Option("--fp16/--fp32", help="Store the factors in fp16.")] = True,
+) -> None:
+    """Store a full fine-tune as LoRA adapters (truncated SVD of each weight change) + heads: a few MB."""
+    import torch
+
+    from ..recognize.compress import compress_recognizer
+
+    report = compress_recognizer(source, output, rank, torch.float16 if fp16 else torch.float32)
+    console.print(f"wrote {output}: rank {report.rank} over {report.layers} layers keeps "
+                  f"{100 * report.kept_energy:.1f}% of the weight change; {report.deltas} small tensors whole; "
+                  f"{report.megabytes:.2f} MB")

@@ -8,6 +8,7 @@ A checkpoint folder (loadable by `Recognizer.from_pretrained`):
     encoder/                    full fine-tuning: encoder config + tokenizer (no weights: they are above)
     adapter_model.safetensors   LoRA: the peft adapters only ...
     heads.safetensors           ... plus heads, CRFs and M; the base encoder is loaded by name
+    encoder_deltas.safetensors  optional (compressed checkpoints): encoder tensors replaced whole
 
 The training state (`<output>/last/`) is a checkpoint plus `optimizer.safetensors` (AdamW moments),
 `rng.safetensors` (torch RNG) and `trainer_state.json` (epoch, step, history, scheduler, lr groups).
@@ -38,6 +39,7 @@ LABELS_FILE = "labels.json"
 MODEL_FILE = "model.safetensors"
 ADAPTER_FILE = "adapter_model.safetensors"
 HEADS_FILE = "heads.safetensors"
+ENCODER_DELTAS_FILE = "encoder_deltas.safetensors"  # LoRA checkpoints made by `compress`: whole small tensors
 ENCODER_DIR = "encoder"
 STATE_FILE = "trainer_state.json"
 
@@ -78,8 +80,9 @@ def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def save_recognizer(model, path: str | Path) -> None:
-    """Write a checkpoint folder (format in the module docstring)."""
+def save_recognizer(model, path: str | Path, adapter_dtype: torch.dtype | None = None) -> None:
+    """Write a checkpoint folder (format in the module docstring); LoRA adapters optionally cast
+    (fp16 halves the file; they are upcast on load)."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     _write_json(path / CONFIG_FILE, {"format": FORMAT, "version": 1, "recognizer": model.config.model_dump()})
@@ -87,7 +90,8 @@ def save_recognizer(model, path: str | Path) -> None:
     if model.uses_lora:
         from peft import get_peft_model_state_dict
 
-        adapters = {k: v.detach().contiguous() for k, v in get_peft_model_state_dict(model.encoder).items()}
+        adapters = {k: v.detach().to(adapter_dtype or v.dtype).contiguous()
+                    for k, v in get_peft_model_state_dict(model.encoder).items()}
         save_file(adapters, str(path / ADAPTER_FILE))
         heads = {k: v.detach().contiguous() for k, v in model.state_dict().items() if not k.startswith("encoder.")}
         save_file(heads, str(path / HEADS_FILE))
@@ -119,6 +123,10 @@ def load_recognizer(cls, path: str | Path, device: str | torch.device = "cpu"):
         from peft import set_peft_model_state_dict
 
         encoder, tokenizer = load_encoder(config.encoder)
+        if (path / ENCODER_DELTAS_FILE).is_file():
+            missing, unexpected = encoder.load_state_dict(load_file(str(path / ENCODER_DELTAS_FILE)), strict=False)
+            if unexpected:
+                raise DataError(f"{path / ENCODER_DELTAS_FILE}: tensors the encoder lacks ({unexpected[:3]})")
         encoder = apply_lora(encoder, config)
         set_peft_model_state_dict(encoder, load_file(str(path / ADAPTER_FILE)))
         model = cls(config, schema, encoder, tokenizer)
