@@ -38,7 +38,7 @@ class CompressionReport:
 def low_rank_factors(delta: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor, float]:
     """(left, right, kept): delta ~= left @ right with left [m, r], right [r, n]; `kept` is the share of
     ||delta||_F^2 the rank-r approximation keeps (sum of the r largest squared singular values)."""
-    u, s, vh = torch.linalg.svd(delta.float(), full_matrices=False)
+    u, s, vh = torch.linalg.svd(delta.detach().float(), full_matrices=False)
     r = min(rank, s.numel())
     total = float((s ** 2).sum())
     kept = float((s[:r] ** 2).sum()) / total if total > 0 else 1.0
@@ -51,7 +51,7 @@ def _set_factors(module, delta: torch.Tensor, rank: int) -> tuple[float, float]:
     if left.shape[1] < rank:  # a layer narrower than the rank: its change is exact, pad with zeros
         left = torch.cat([left, left.new_zeros(left.shape[0], rank - left.shape[1])], dim=1)
         right = torch.cat([right, right.new_zeros(rank - right.shape[0], right.shape[1])], dim=0)
-    energy = float((delta.float() ** 2).sum())
+    energy = float((delta.detach().float() ** 2).sum())
     with torch.no_grad():
         if "default" in module.lora_embedding_A:
             # peft embeddings: delta_E [vocab, dim] = A.T @ B.T (A [r, vocab], B [dim, r])
