@@ -56,6 +56,18 @@ def test_region_growing_on_a_large_image_works_at_reduced_size():
     assert box.iou(Box(100, 200, 400, 500)) > 0.9
 
 
+def test_heat_guided_region_recovers_an_object_when_the_peak_sits_just_outside_it():
+    image = _scene()
+    heatmap = torch.zeros(90, 120)
+    heatmap[18:52, 8:42] = 0.6  # the hot blob covers the red disc (box [10, 20, 40, 50]) ...
+    heatmap[19, 9] = 1.0  # ... but its maximum is on the background, at the disc's box corner
+    peak = (9, 19)
+    point_only = RegionGrowingSegmenter(heat_guided=False).boxes(image, [peak])[0]
+    guided = RegionGrowingSegmenter().boxes(image, [peak], [heatmap])[0]
+    assert point_only.iou(Box(10, 20, 40, 50)) < 0.2  # grew the grey background instead
+    assert guided == Box(10, 20, 40, 50)
+
+
 def test_heatmap_segmenter_takes_the_component_around_the_peak():
     heatmap = torch.zeros(20, 30)
     heatmap[5:10, 4:12] = 0.8

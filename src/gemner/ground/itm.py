@@ -102,23 +102,30 @@ class EntityImageMatcher:
                         texts: Sequence[str]) -> Matched:
         """P_T and eq. 11 scores for every row, from one batched forward and one backward pass.
 
-        Each row's P_T depends only on its own row of A, so the gradient of sum(P_T) with respect
-        to the batched A holds every row's dP_T/dA at once.
+        Each row's P_T depends only on its own row of A, so one backward pass of the summed rows
+        gives every row's gradient at once. P_T = sigmoid(d) with d = logit_match - logit_no_match,
+        so dP_T/dA = sigmoid'(d) * dd/dA: the backward pass runs on d and the factor sigmoid'(d) is
+        applied in float64. Same value as differentiating P_T directly, but a confident match
+        (P_T rounding to 1.0 in float32) no longer turns every gradient into zero.
         """
         tokens = self.tokenize(texts)
         image_embeds = image_embeds.detach().requires_grad_(True)  # puts A in the graph, frozen weights too
         with torch.enable_grad(), CrossAttentionRecorder(
                 cross_attention_module(self.model, self.trace_layer)) as recorder:
-            logits = self.itm_logits(image_embeds, image_index, tokens)
-            p_true = logits.float().softmax(-1)[:, MATCH]
+            logits = self.itm_logits(image_embeds, image_index, tokens).float()
+            margin = logits[:, MATCH] - logits[:, 1 - MATCH]
             if recorder.attention is None:
                 raise RuntimeError("the traced cross-attention layer did not run")
-            (gradient,) = torch.autograd.grad(p_true.sum(), recorder.attention)
-            layout = RowLayout.of(image_index.to(image_embeds.device), image_embeds.shape[0])
-            length = tokens["input_ids"].shape[1]
-            attention = layout.unstack(recorder.attention.detach(), length).float()
-            scores = eq11_scores(attention, layout.unstack(gradient, length).float(), tokens["attention_mask"])
-        return Matched(p_true.detach(), scores)
+            (gradient,) = torch.autograd.grad(margin.sum(), recorder.attention)
+        layout = RowLayout.of(image_index.to(image_embeds.device), image_embeds.shape[0])
+        length = tokens["input_ids"].shape[1]
+        attention = layout.unstack(recorder.attention.detach(), length).double()
+        margin = margin.detach().double()
+        slope = torch.sigmoid(margin) * torch.sigmoid(-margin)  # dP_T / dd, > 0
+        # relu(c * g) = c * relu(g) for c > 0: eq. 11 of dP_T/dA equals slope x eq. 11 of dd/dA
+        scores = slope[:, None] * eq11_scores(attention, layout.unstack(gradient, length).double(),
+                                              tokens["attention_mask"])
+        return Matched(torch.sigmoid(margin).float(), scores.float())
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ coordinates, x2/y2 exclusive). Objects never overlap, so every box is fully visi
 objects is *small*: under 1/50 of the image area, the paper's "fine-grained visual entity" subset.
 
 Queries come with each scene: the present objects (label 1) and named objects absent from it
-(label 0). Half the absent ones are *attribute swaps* of present objects ("red square" when a red
-circle and a blue square are shown), so a matcher must bind colour to shape at one place rather than
-count colours and shapes, which is what makes its attention point at the object.
+(label 0). A share of the absent ones (`swap_share`) are *attribute swaps* of present objects
+("red square" when a red circle and a blue square are shown): a matcher must bind colour to shape
+at one place to reject them, rather than count colours and shapes.
 """
 
 from __future__ import annotations
@@ -88,6 +88,7 @@ class SceneSpec:
     max_objects: int = 4
     small_share: float = 0.35  # share of objects drawn under 1/50 of the image
     negatives: int = 2  # absent named objects queried per scene
+    swap_share: float = 0.5  # share of those negatives drawn from attribute swaps, when the scene has some
     noise: float = 6.0  # pixel noise (std, 0-255 scale), so colours are never perfectly flat
     distinct_colours: bool = False  # no two objects of a scene share a colour (an easier variant)
     colours: tuple[str, ...] = tuple(COLOURS)  # the vocabulary: subsets make smaller tasks
@@ -238,8 +239,8 @@ def _queries(rng: random.Random, scene: Scene, spec: SceneSpec) -> list[Query]:
     category_of = dict(vocabulary(spec))
     swaps = _swaps(scene.objects)
     absent = [name for name in category_of if name not in present]
-    for index in range(spec.negatives):
-        pool = swaps if swaps and (index % 2 == 0 or not absent) else absent
+    for _ in range(spec.negatives):
+        pool = swaps if swaps and (rng.random() < spec.swap_share or not absent) else absent
         if not pool:
             break
         name = rng.choice(pool)
