@@ -62,10 +62,30 @@ def test_tables_are_built_from_the_run_files(tmp_path: Path) -> None:
     assert grounded[0] == NEEDS_IMAGES and grounded[1] == pytest.approx(100.0)
     assert none_boxes[1] == pytest.approx(100.0) and none_boxes[0] < 100.0  # MNERG misses groundable ones
     assert all(cell == pytest.approx(100.0) for _, cells in by_title["Table 2"].rows[:4] for cell in cells)
-    assert [name for name, _ in by_title["Fig. 3 ablation"].rows] == ["GEM", "w/o-KA", "w/o-MGP", "w/o-MGA",
-                                                                     "w/o-SF", "w/o-CR"]
+    assert [name for name, _ in by_title["Fig. 3 ablation"].rows] == ["GEM", "w/o-MGP", "w/o-MGA", "w/o-SF", "w/o-CR"]
+    recogniser_rows = [name for name, _ in by_title["Recogniser alone"].rows]
+    assert recogniser_rows == ["gem", "ka-gazetteer", "wo-mgp", "wo-mga", "softmax"]  # no LLM knowledge file here
     assert by_title["Fig. 5 / Appendix E"].rows[0][1] == [0.31]
     assert all(f.is_file() for f in results.figures if f.suffix == ".png" and "fig3" in f.name)
+
+
+def test_report_only_runs_nothing_and_says_what_is_missing(tmp_path: Path) -> None:
+    posts = load_dataset("fmnerg", "test").posts[:10]
+    settings = Settings("fmnerg", tmp_path, knowledge_dir=tmp_path / "no-knowledge", report_only=True)
+    (settings.folder / "gem").mkdir(parents=True)
+    (settings.folder / "gem" / "config.json").write_text("{}")
+    _write(settings.folder / "gem" / "test.jsonl", posts, gold_as_predictions(posts))
+    (settings.folder / "reranker").mkdir()
+    (settings.folder / "reranker" / "reranker.json").write_text("{}")
+    rep = Reproduction(settings, log=lambda m: pytest.fail(f"nothing should run: {m}"))
+    results = build_results(rep)
+    by_title = {t.title.split(":")[0]: t for t in results.tables}
+    alone = dict(by_title["Recogniser alone"].rows)
+    assert isinstance(alone["gem"][2], float) and alone["wo-mgp"] == ["not run"] * 3 + [None]
+    assert dict(by_title["Fig. 3 ablation"].rows)["w/o-CR"] == [alone["gem"][2]]
+    assert dict(by_title["Fig. 3 ablation"].rows)["GEM"] == ["not run"]
+    planned = rep.write_plan().read_text()
+    assert "rerank --model" in planned and "--gamma 0.2 --k 3" in planned  # the K sweep reranks SF entities only
 
 
 def test_reproduce_command_help_names_the_tables() -> None:
@@ -82,7 +102,7 @@ def test_quick_reproduction_with_tiny_models(tmp_path: Path) -> None:
     encoder = make_tiny_encoder(tmp_path / "encoder", hidden=32)
     lm = build_tiny_causal_lm(tmp_path / "lm")
     result = CliRunner().invoke(app, ["reproduce", "--quick", "--dataset", "fmnerg", "--encoder", str(encoder),
-                                      "--reranker-model", str(lm), "--variants", "gem,wo-ka", "--runs",
+                                      "--reranker-model", str(lm), "--variants", "gem,wo-mgp", "--runs",
                                       str(tmp_path / "runs")])
     assert result.exit_code == 0, result.output
     results = json.loads((tmp_path / "runs" / "fmnerg" / "results.json").read_text())

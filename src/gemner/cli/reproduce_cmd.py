@@ -29,6 +29,8 @@ def reproduce(
     threads: Annotated[int, typer.Option(help="CPU threads per step.")] = 1,
     recognizers_only: Annotated[bool, typer.Option(
         help="Only train and predict the recogniser variants (split a long reproduction).")] = False,
+    report_only: Annotated[bool, typer.Option(
+        help="Run nothing: print the tables from the finished steps; the other cells say 'not run'.")] = False,
 ) -> None:
     """Each cell of Table 1 (our rows), Table 2 and Fig. 3 is measured here or says what it needs.
     Steps run one by one as `gemner` commands; their list is written to plan.txt."""
@@ -38,7 +40,7 @@ def reproduce(
     settings = Settings(dataset=dataset, runs=runs or Path("runs/reproduce-quick" if quick else "runs/reproduce"),
                         quick=quick, encoder=encoder, reranker_model=reranker_model,
                         variants=tuple(variants.split(",")) if variants else None, gamma=gamma, k=k, threads=threads,
-                        recognizers_only=recognizers_only)
+                        recognizers_only=recognizers_only, report_only=report_only)
     reproduction = Reproduction(settings, log=lambda message: console.print(message, highlight=False))
     results = build_results(reproduction)
     from ..pipeline.reproduce import NEEDS_IMAGES_NOTE

@@ -67,7 +67,8 @@ def build_results(rep: Reproduction) -> Results:
     dataset = rep.settings.dataset
     variants = rep.variants()
     hierarchical = dataset == "fmnerg"
-    get = {name: variant_named(variants, name) for name in ("gem", "wo-ka", "wo-mgp", "wo-mga", "softmax", "llm-ka")}
+    get = {name: variant_named(variants, name)
+           for name in ("gem", "ka-gazetteer", "ka-llm", "wo-mgp", "wo-mga", "softmax")}
     alone = {n: rep.score(rep.predictions(v, "test")) for n, v in get.items() if v is not None}
     if rep.settings.recognizers_only:
         for variant in variants:
@@ -80,7 +81,7 @@ def build_results(rep: Reproduction) -> Results:
     if hierarchical:
         tables.append(table_2(alone, with_cr))
     tables.append(recogniser_table(alone, hierarchical))
-    ablation = {"GEM": with_cr.get("gem"), "w/o-KA": with_cr.get("wo-ka"), "w/o-MGP": with_cr.get("wo-mgp"),
+    ablation = {"GEM": with_cr.get("gem"), "w/o-MGP": with_cr.get("wo-mgp"),
                 "w/o-MGA": with_cr.get("wo-mga"), "w/o-SF": rerank_all, "w/o-CR": alone.get("gem")}
     if not hierarchical:
         ablation.pop("w/o-MGP")

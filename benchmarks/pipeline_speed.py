@@ -1,0 +1,125 @@
+"""End-to-end throughput of `GEM.predict_batch` and the share of time each stage takes.
+
+Two runs on the same benchmark posts (FMNERG test, first N):
+
+* the pipeline preset as configured (default `lite`: shipped recogniser and reranker, CPU). On this
+  machine no vision weights exist, so its grounding stage reports "not computed" and costs nothing;
+* the same with the paper-size vision stage (`--paper-vision`): BLIP-base ITM + eq. 11 trace + SAM
+  ViT-B (or `--sam slimsam-50`) with random weights, every post given one 640x480 image. The ITM
+  threshold is 0, so every entity is traced and segmented: the most work a post can cost.
+
+    python benchmarks/pipeline_speed.py --posts 64 --threads 1
+    python benchmarks/pipeline_speed.py --posts 16 --threads 1 --paper-vision --sam slimsam-50
+
+Stage times come from wrapping the pipeline's four stage runners (knowledge, recognise, rerank,
+ground) with wall-clock timers; "other" is the rest (tokenising, result objects).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+STAGES = (("knowledge", "knowledge"), ("recognizer", "recognise"), ("reranker", "rerank"), ("grounder", "ground"))
+
+
+def add_stage_timers(gem, seconds: dict[str, float]) -> None:
+    """Replace each stage runner's entry point by a timed call of the original."""
+    for runner_name, method_name in STAGES:
+        runner = getattr(gem, runner_name)
+        original = getattr(runner, method_name)
+
+        def timed(*args, _original=original, _name=runner_name, **kwargs):
+            start = time.perf_counter()
+            try:
+                return _original(*args, **kwargs)
+            finally:
+                seconds[_name] += time.perf_counter() - start
+
+        setattr(runner, method_name, timed)
+
+
+def random_image(folder: Path) -> Path:
+    generator = torch.Generator().manual_seed(0)
+    pixels = (torch.rand(480, 640, 3, generator=generator) * 255).to(torch.uint8).numpy()
+    path = folder / "post.jpg"
+    Image.fromarray(pixels).save(path, quality=90)
+    return path
+
+
+def attach_paper_vision(gem, sam: str) -> None:
+    """The grounding stage with BLIP-base + SAM architectures (random weights), every entity traced."""
+    from gemner.pipeline.stages import StageState
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from grounder_speed import build_grounder  # the same random paper-size models as that benchmark
+
+    gem.grounder.grounder = build_grounder(sam, torch.device("cpu"), torch.float32)
+    gem.grounder.state = StageState()
+
+
+def run(gem, posts, batch_size: int) -> tuple[float, dict[str, float], int]:
+    seconds: dict[str, float] = defaultdict(float)
+    add_stage_timers(gem, seconds)
+    list(gem.predict_batch(posts[:2], batch_size=batch_size))  # warm-up (lazy loads, first-call costs)
+    seconds.clear()
+    start = time.perf_counter()
+    entities = sum(len(result.entities) for result in gem.predict_batch(posts, batch_size=batch_size))
+    return time.perf_counter() - start, dict(seconds), entities
+
+
+def report(title: str, total: float, seconds: dict[str, float], posts: int, entities: int) -> None:
+    print(f"\n{title}: {posts} posts, {entities} entities, {total:.1f} s -> {posts / total:.2f} posts/s, "
+          f"{entities / total:.2f} entities/s")
+    print("| stage | seconds | share |")
+    print("| --- | ---: | ---: |")
+    for runner_name, _ in STAGES:
+        spent = seconds.get(runner_name, 0.0)
+        print(f"| {runner_name} | {spent:.1f} | {100 * spent / total:.1f} % |")
+    other = total - sum(seconds.values())
+    print(f"| other | {other:.1f} | {100 * other / total:.1f} % |")
+
+
+def main() -> None:
+    from gemner import GEM
+    from gemner.data.benchmarks import load_dataset
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="lite", help="pipeline preset, YAML file or folder")
+    parser.add_argument("--dataset", default="fmnerg")
+    parser.add_argument("--posts", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--paper-vision", action="store_true", help="also time random BLIP-base + SAM grounding")
+    parser.add_argument("--sam", default="sam-vit-base", help="sam-vit-base | slimsam-50 | slimsam-77")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    posts = load_dataset(args.dataset, "test").posts[:args.posts]
+    gem = GEM.from_pretrained(args.preset, notify=lambda message: print(f"  note: {message}"))
+    print(f"preset {args.preset}, stages {gem.stages()}, {torch.get_num_threads()} threads, "
+          f"{args.dataset} test posts")
+    total, seconds, entities = run(gem, posts, args.batch_size)
+    report(f"{args.preset} preset", total, seconds, len(posts), entities)
+
+    if args.paper_vision:
+        attach_paper_vision(gem, args.sam)
+        with tempfile.TemporaryDirectory() as folder:
+            image = random_image(Path(folder))
+            with_images = [replace(post, image=image) for post in posts]
+            total, seconds, entities = run(gem, with_images, args.batch_size)
+        report(f"{args.preset} preset + BLIP-base ITM + {args.sam} (random weights, every entity grounded)",
+               total, seconds, len(posts), entities)
+
+
+if __name__ == "__main__":
+    main()
