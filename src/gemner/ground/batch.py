@@ -10,7 +10,6 @@ flushed line per post, so an interrupted run keeps its results and continues whe
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from PIL import Image
 from ..data.issues import DataError, IssueLog
 from ..data.posts import index_images
 from ..data.types import PredictedEntity
+from ..data.userio import PredictionWriter, iter_prediction_records
 from .grounder import Grounder, Query
 from .train import load_image
 
@@ -35,33 +35,15 @@ class BatchReport:
 
 
 def read_predictions(path: str | Path, log: IssueLog) -> Iterator[dict[str, Any]]:
-    """Predictions JSONL records; a malformed line is reported with its line number and skipped."""
-    with open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                if "id" not in record:
-                    raise ValueError("no 'id' field")
-                record["entities"] = [PredictedEntity.from_json(e) for e in record.get("entities") or []]
-            except (ValueError, KeyError, TypeError) as err:
-                log.report(f"bad prediction record: {err}", "skipped line", path=path, line=line_no)
-                continue
-            yield record
-
-
-def done_ids(path: Path) -> set[str]:
-    """Ids already written to an output file (a partial last line, from a crash, is ignored)."""
-    if not path.is_file():
-        return set()
-    ids = set()
-    for line in path.read_text(encoding="utf-8").splitlines():
+    """Prediction records with their entities parsed; a malformed line or entity is reported with its
+    line number and the line skipped."""
+    for line_no, record in iter_prediction_records(path, log):
         try:
-            ids.add(str(json.loads(line)["id"]))
-        except (ValueError, KeyError, TypeError):
+            record["entities"] = [PredictedEntity.from_json(e) for e in record.get("entities") or []]
+        except (ValueError, KeyError, TypeError) as err:
+            log.report(f"bad prediction record: {err}", "skipped line", path=path, line=line_no)
             continue
-    return ids
+        yield record
 
 
 class ImageFinder:
@@ -109,12 +91,11 @@ def ground_predictions(grounder: Grounder, predictions: str | Path, output: str 
     output = Path(output)
     if Path(predictions).resolve() == output.resolve():
         raise DataError("the output file must differ from the predictions file")
-    finished = done_ids(output)
     finder = ImageFinder(images_dir)
     report = BatchReport()
-    output.parent.mkdir(parents=True, exist_ok=True)
     pending: list[tuple[dict[str, Any], Image.Image | None]] = []  # kept in input order
-    with open(output, "a", encoding="utf-8") as sink:
+    with PredictionWriter(output, resume=True) as sink:  # cuts a line torn by a crash, knows the done ids
+        finished = set(sink.done_ids)
         for record in read_predictions(predictions, log):
             if str(record["id"]) in finished:
                 report.resumed += 1
@@ -132,7 +113,7 @@ def ground_predictions(grounder: Grounder, predictions: str | Path, output: str 
     return report
 
 
-def _flush(grounder: Grounder, pending: list, sink, report: BatchReport) -> None:
+def _flush(grounder: Grounder, pending: list, sink: PredictionWriter, report: BatchReport) -> None:
     """Ground the pending posts that have an image in one batch; write all pending posts in order."""
     field = grounder.config.category_field
     ready = [(record, image) for record, image in pending if image is not None]
@@ -151,9 +132,7 @@ def _flush(grounder: Grounder, pending: list, sink, report: BatchReport) -> None
     pending.clear()
 
 
-def _write(sink, record: dict[str, Any], report: BatchReport) -> None:
-    out = {**record, "entities": [e.to_json() for e in record["entities"]]}
-    sink.write(json.dumps(out, ensure_ascii=False) + "\n")
-    sink.flush()
+def _write(sink: PredictionWriter, record: dict[str, Any], report: BatchReport) -> None:
+    sink.write({**record, "entities": [e.to_json() for e in record["entities"]]})
     report.posts += 1
     report.entities += len(record["entities"])
