@@ -118,7 +118,11 @@ class Reranker:
         )
         if self.config.gradient_checkpointing:
             # recompute activations in the backward pass: a 7B model's batch fits a 24 GB GPU
-            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            enable = getattr(self.model, "activation_checkpointing_enable", None)  # transformers >= 5.2x name
+            if enable is not None:
+                enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             self.model.enable_input_require_grads()
         self.model = get_peft_model(self.model, lora)
 
