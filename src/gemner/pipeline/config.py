@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..data.issues import DataError
 from ..ground.config import GrounderConfig
 
-PRESET_NAMES = ("lite", "paper")
+PRESET_NAMES = ("lite", "lite-gmner", "paper")
 MODELS_ENV = "GEMNER_MODELS"
 
 
