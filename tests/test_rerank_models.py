@@ -201,3 +201,33 @@ def test_answers_are_always_candidates(models, mode):
                 assert record["choice"] == CANDIDATES[max(range(size), key=record["logprobs"].__getitem__)]
             elif size > 1:
                 assert isinstance(record["generated"], str) and record["mapped_by"]
+
+
+def test_compressed_adapter_keeps_the_scores_at_full_rank_and_is_the_svd_below(models, tmp_path):
+    import json
+
+    from safetensors.torch import load_file
+    from typer.testing import CliRunner
+
+    from gemner.cli.main import app
+    from gemner.rerank.compress import compress_reranker
+
+    reranker = with_trained_lora(models["chat"], seed=5)
+    before = candidate_scores(reranker, query())
+    folder = reranker.save_pretrained(tmp_path / "full")
+    report = compress_reranker(folder, tmp_path / "same", rank=CONFIG.lora_rank, dtype=torch.float32)
+    assert report.kept_energy == pytest.approx(1.0) and report.layers > 0
+    same = Reranker.load(str(tmp_path / "same"), device="cpu")
+    assert candidate_scores(same, query()) == pytest.approx(before, abs=1e-4)
+
+    result = CliRunner().invoke(app, ["compress-reranker", str(folder), str(tmp_path / "r1"), "--rank", "1", "--fp32"])
+    assert result.exit_code == 0, result.output
+    full, small = load_file(str(folder / "adapter_model.safetensors")), load_file(str(tmp_path / "r1" /
+                                                                                     "adapter_model.safetensors"))
+    key_a = next(k for k in full if k.endswith("lora_A.weight"))
+    key_b = key_a.replace("lora_A", "lora_B")
+    delta = CONFIG.lora_alpha / CONFIG.lora_rank * full[key_b] @ full[key_a]
+    u, s, vh = torch.linalg.svd(delta)
+    torch.testing.assert_close(small[key_b] @ small[key_a], s[0] * torch.outer(u[:, 0], vh[0]), atol=1e-5, rtol=1e-4)
+    assert json.loads((tmp_path / "r1" / "reranker.json").read_text())["lora_rank"] == 1
+    assert Reranker.load(str(tmp_path / "r1"), device="cpu").config.lora_rank == 1

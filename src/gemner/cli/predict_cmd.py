@@ -85,8 +85,8 @@ def _show(entities) -> None:
 def predict(
     output: Annotated[Path | None, typer.Option(help="Prediction JSONL (one line per post).")] = None,
     config: Annotated[str | None, typer.Option(
-        "--config", "-c", help="Pipeline preset (lite, lite-gmner, paper) or YAML file (default lite; with --recognizer "
-        "and no --config: that recogniser alone).")] = None,
+        "--config", "-c", help="Pipeline preset (lite, lite-gmner, paper) or YAML file (default lite; with "
+        "--recognizer and no --config: that recogniser alone).")] = None,
     input: Annotated[Path | None, typer.Option("--input", help="Posts JSONL {id, text|tokens, image?}.")] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="fmnerg | gmner | gmner-v2")] = None,
     split: Annotated[str, typer.Option(help="train | dev | test (with --dataset)")] = "test",

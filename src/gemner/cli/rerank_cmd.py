@@ -288,3 +288,21 @@ def _entities_by_post(path: Path) -> dict[str, list[dict[str, Any]]]:
     for issue in log.issues:
         console.print(f"[yellow]warning:[/] {issue}", highlight=False)
     return posts
+
+
+@app.command("compress-reranker")
+@friendly_errors
+def compress_reranker_command(
+    source: Annotated[Path, typer.Argument(help="A trained reranker folder (`gemner train reranker`).")],
+    output: Annotated[Path, typer.Argument(help="Where the smaller reranker folder goes.")],
+    rank: Annotated[int, typer.Option(help="Rank the LoRA updates are cut to.")] = 16,
+    fp16: Annotated[bool, typer.Option("--fp16/--fp32", help="Store the factors in fp16.")] = True,
+) -> None:
+    """Cut a reranker's LoRA adapter to a lower rank (truncated SVD of each layer's update), e.g. to ship it."""
+    import torch
+
+    from ..rerank.compress import compress_reranker
+
+    report = compress_reranker(source, output, rank, torch.float16 if fp16 else torch.float32)
+    console.print(f"wrote {output}: rank {report.rank} over {report.layers} layers keeps "
+                  f"{100 * report.kept_energy:.1f}% of the update; {report.megabytes:.2f} MB")

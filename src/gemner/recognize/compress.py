@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from ..lowrank import low_rank_factors
 from .checkpoint import ENCODER_DELTAS_FILE, apply_lora, load_encoder, save_recognizer
 
 # BERT-family names: every linear layer of attention and feed-forward ("dense" also names the pooler)
@@ -33,16 +34,6 @@ class CompressionReport:
     kept_energy: float  # share of the squared Frobenius norm of all deltas that the factors keep
     deltas: int  # tensors stored whole
     megabytes: float
-
-
-def low_rank_factors(delta: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """(left, right, kept): delta ~= left @ right with left [m, r], right [r, n]; `kept` is the share of
-    ||delta||_F^2 the rank-r approximation keeps (sum of the r largest squared singular values)."""
-    u, s, vh = torch.linalg.svd(delta.detach().float(), full_matrices=False)
-    r = min(rank, s.numel())
-    total = float((s ** 2).sum())
-    kept = float((s[:r] ** 2).sum()) / total if total > 0 else 1.0
-    return u[:, :r] * s[:r], vh[:r], kept
 
 
 def _set_factors(module, delta: torch.Tensor, rank: int) -> tuple[float, float]:
