@@ -56,6 +56,9 @@ def test_mner_eeg_mnerg_counts_by_hand() -> None:
     assert report.mner.recall == pytest.approx(200 / 3)
     assert report.mner.f1 == pytest.approx(2 * 50 * (200 / 3) / (50 + 200 / 3))
     assert report.mnerg.f1 == pytest.approx(2 * 25 * (100 / 3) / (25 + 100 / 3))
+    # Appendix D span prediction, type ignored: 3 of the 4 predicted spans are gold spans
+    assert (report.main.span.tp, report.main.span.n_pred, report.main.span.n_gold) == (3, 4, 3)
+    assert report.main.span.f1 == pytest.approx(2 * 75 * 100 / 175)
 
 
 def test_duplicate_predictions_count_once_and_the_last_wins() -> None:

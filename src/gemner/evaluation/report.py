@@ -23,7 +23,8 @@ def _prf_table(title: str) -> Table:
 
 def level_table(title: str, level: LevelScores) -> Table:
     table = _prf_table(title)
-    for name, prf in (("MNER", level.mner), ("EEG", level.eeg), ("MNERG", level.mnerg)):
+    for name, prf in (("MNER", level.mner), ("EEG", level.eeg), ("MNERG", level.mnerg),
+                      ("span (untyped)", level.span)):
         table.add_row(*_prf_row(name, prf))
     return table
 

@@ -64,6 +64,7 @@ class LevelScores:
     mner: PRF = field(default_factory=PRF)
     eeg: PRF = field(default_factory=PRF)
     mnerg: PRF = field(default_factory=PRF)
+    span: PRF = field(default_factory=PRF)  # entity spans alone, type ignored (paper Appendix D, Table 5)
     per_type: dict[str, dict[str, PRF]] = field(default_factory=dict)
 
     def type_prf(self, label: str, task: str) -> PRF:
@@ -72,7 +73,7 @@ class LevelScores:
     def to_dict(self) -> dict:
         return {
             "mner": self.mner.to_dict(), "eeg": self.eeg.to_dict(), "mnerg": self.mnerg.to_dict(),
-            "per_type": {t: {k: v.to_dict() for k, v in d.items()} for t, d in sorted(self.per_type.items())},
+            "span": self.span.to_dict(), "per_type": {t: {k: v.to_dict() for k, v in d.items()} for t, d in sorted(self.per_type.items())},
         }
 
 
@@ -142,6 +143,7 @@ def score_post(level: LevelScores, gold: Sequence[Entity], pred: Sequence[Predic
     level.mner.add(len(mner_hits), len(pred_typed), len(gold_typed))
     level.mnerg.add(len(mnerg_hits), len(pred_typed), len(gold_typed))
     level.eeg.add(eeg_tp, len(pred_regions), len(gold_regions))
+    level.span.add(len(pred_regions.keys() & gold_regions.keys()), len(pred_regions), len(gold_regions))
     for keys, task in ((mner_hits, "mner"), (mnerg_hits, "mnerg")):
         for _, label in pred_typed:
             level.type_prf(label, task).n_pred += 1
