@@ -38,7 +38,7 @@ def _write(path: Path, posts, predictions) -> None:
 
 def test_tables_are_built_from_the_run_files(tmp_path: Path) -> None:
     """Fake every step's output (gold as predictions for 20 test posts): no model runs, 100 everywhere."""
-    posts = load_dataset("fmnerg", "test").posts[:20]
+    posts = load_dataset("fmnerg", "test").posts[:100]  # a quick run predicts 100 test posts
     gold = gold_as_predictions(posts)
     for entities in gold.values():
         for e in entities:
@@ -70,22 +70,45 @@ def test_tables_are_built_from_the_run_files(tmp_path: Path) -> None:
 
 
 def test_report_only_runs_nothing_and_says_what_is_missing(tmp_path: Path) -> None:
-    posts = load_dataset("fmnerg", "test").posts[:10]
+    posts = load_dataset("fmnerg", "test").posts
     settings = Settings("fmnerg", tmp_path, knowledge_dir=tmp_path / "no-knowledge", report_only=True)
-    (settings.folder / "gem").mkdir(parents=True)
-    (settings.folder / "gem" / "config.json").write_text("{}")
-    _write(settings.folder / "gem" / "test.jsonl", posts, gold_as_predictions(posts))
+    gem = settings.folder / "gem"
+    gem.mkdir(parents=True)
+    (gem / "config.json").write_text("{}")
     (settings.folder / "reranker").mkdir()
     (settings.folder / "reranker" / "reranker.json").write_text("{}")
-    rep = Reproduction(settings, log=lambda m: pytest.fail(f"nothing should run: {m}"))
-    results = build_results(rep)
-    by_title = {t.title.split(":")[0]: t for t in results.tables}
-    alone = dict(by_title["Recogniser alone"].rows)
-    assert isinstance(alone["gem"][2], float) and alone["wo-mgp"] == ["not run"] * 3 + [None]
-    assert dict(by_title["Fig. 3 ablation"].rows)["w/o-CR"] == [alone["gem"][2]]
-    assert dict(by_title["Fig. 3 ablation"].rows)["GEM"] == ["not run"]
+
+    def tables():
+        rep = Reproduction(settings, log=lambda m: pytest.fail(f"nothing should run: {m}"))
+        return rep, {t.title.split(":")[0]: dict(t.rows) for t in build_results(rep).tables}
+
+    _write(gem / "test.jsonl", posts[:10], gold_as_predictions(posts[:10]))  # a prediction run cut short
+    _, by_title = tables()
+    assert by_title["Recogniser alone"]["gem"] == ["not run"] * 3 + [None]  # a partial file is not a result
+    _write(gem / "test.jsonl", posts, gold_as_predictions(posts))
+    rep, by_title = tables()
+    alone = by_title["Recogniser alone"]
+    assert alone["gem"][2] == pytest.approx(100.0) and alone["wo-mgp"] == ["not run"] * 3 + [None]
+    assert by_title["Fig. 3 ablation"]["w/o-CR"] == [alone["gem"][2]]
+    assert by_title["Fig. 3 ablation"]["GEM"] == ["not run"]
     planned = rep.write_plan().read_text()
     assert "rerank --model" in planned and "--gamma 0.2 --k 3" in planned  # the K sweep reranks SF entities only
+
+
+def test_an_unfinished_training_run_is_resumed_not_reused(tmp_path: Path) -> None:
+    from gemner.pipeline.reproduce import training_finished
+
+    settings = Settings("fmnerg", tmp_path, knowledge_dir=tmp_path / "none", report_only=True)
+    run = settings.folder / "gem"
+    (run / "last").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"recognizer": {"epochs": 12}}))
+    (run / "last" / "trainer_state.json").write_text(json.dumps({"epoch": 3, "batch": 0}))
+    assert not training_finished(run)  # the best checkpoint of epoch 3 exists, the run is not over
+    rep = Reproduction(settings, log=lambda m: pytest.fail(f"nothing should run: {m}"))
+    assert rep.recognizer(FMNERG_VARIANTS[0]) is None
+    assert "--resume" in rep.plan[-1].command
+    (run / "last" / "trainer_state.json").write_text(json.dumps({"epoch": 12, "batch": 0}))
+    assert training_finished(run) and rep.recognizer(FMNERG_VARIANTS[0]) == run
 
 
 def test_reproduce_command_help_names_the_tables() -> None:

@@ -9,6 +9,7 @@ say what they need instead of a number.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
@@ -71,6 +72,28 @@ class Settings:
         return self.runs / self.dataset
 
 
+TRAINER_STATE = "trainer_state.json"
+
+
+def count_lines(path: Path) -> int:
+    """Complete lines of a file (a line torn by a crash does not count)."""
+    with open(path, "rb") as handle:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+
+
+def training_finished(folder: Path) -> bool:
+    """A recogniser run that went through all its epochs (its best checkpoint exists from the first
+    epoch on, so `config.json` alone does not say the run is over)."""
+    if not (folder / "config.json").is_file():
+        return False
+    state = folder / "last" / TRAINER_STATE
+    if not state.is_file():  # a checkpoint without its resumable state: taken as final
+        return True
+    epochs = json.loads((folder / "config.json").read_text())["recognizer"]["epochs"]
+    progress = json.loads(state.read_text())
+    return progress["epoch"] >= epochs and progress.get("batch", 0) == 0
+
+
 @dataclass
 class Step:
     description: str
@@ -85,11 +108,14 @@ class Reproduction:
     plan: list[Step] = field(default_factory=list)
 
     # ----------------------------------------------------------------- running steps
-    def run(self, description: str, output: Path, *args: str) -> Path | None:
-        """Run `gemner ARGS` unless `output` exists; None when the command failed (reported)."""
+    def run(self, description: str, output: Path, *args: str, lines: int | None = None, force: bool = False
+            ) -> Path | None:
+        """Run `gemner ARGS` unless `output` is complete (exists and, for a JSONL written post by post,
+        has `lines` lines: a partial file is finished by rerunning its resumable command); None when
+        the command failed (reported)."""
         command = [sys.executable, "-m", "gemner", *args]
         self.plan.append(Step(description, output, command))
-        if output.exists():
+        if not force and output.exists() and (lines is None or count_lines(output) >= lines):
             return output
         if self.settings.report_only:
             return None
@@ -126,10 +152,12 @@ class Reproduction:
         args += ["--knowledge", str(knowledge)] if knowledge else []
         args += ["--encoder", self.settings.encoder] if self.settings.encoder else []
         args += list(self._quick((), ("--max-train-posts", "300", "--epochs", "1", "--max-dev-posts", "100")))
-        if (out / "config.json").is_file():
+        if training_finished(out):
             self.plan.append(Step(f"recogniser {variant.name}", out, [sys.executable, "-m", "gemner", *args]))
             return out
-        return self.run(f"recogniser {variant.name}", out / "config.json", *args) and out
+        args += ["--resume"] if (out / "last" / TRAINER_STATE).is_file() else []
+        done = self.run(f"recogniser {variant.name}", out / "config.json", *args, force=True)
+        return out if done and training_finished(out) else None
 
     def predictions(self, variant: Variant, split: str) -> Path | None:
         recognizer = self.recognizer(variant)
@@ -140,7 +168,9 @@ class Reproduction:
                 "--output", str(recognizer / f"{split}.jsonl"), "--threads", str(self.settings.threads),
                 "--no-progress", *self._quick((), ("--max-posts", "100"))]
         args += ["--knowledge", str(knowledge)] if knowledge else []
-        return self.run(f"predict {variant.name} {split}", recognizer / f"{split}.jsonl", *args)
+        posts = len(load_dataset(self.settings.dataset, split))
+        return self.run(f"predict {variant.name} {split}", recognizer / f"{split}.jsonl", *args,
+                        lines=min(posts, 100) if self.settings.quick else posts)
 
     def reranker(self) -> Path | None:
         out = self.settings.folder / "reranker"
@@ -159,7 +189,7 @@ class Reproduction:
         out = predictions.with_name(f"{split}.rerank-all.k{k}.jsonl")
         return self.run(f"rerank-all {variant.name} {split} K={k}", out, "rerank", "--model", str(reranker),
                         "--predictions", str(predictions), "--output", str(out), "--all", "--k", str(k),
-                        "--threads", str(self.settings.threads), "--device", "cpu")
+                        "--threads", str(self.settings.threads), "--device", "cpu", lines=count_lines(predictions))
 
     def filtered(self, variant: Variant, split: str, gamma: float | None = None, k: int | None = None) -> Path | None:
         """SF + CR. At the main K it is derived from the rerank-all run (also the w/o-SF row) without the
@@ -175,7 +205,7 @@ class Reproduction:
             return reranker and self.run(
                 f"SF + rerank {variant.name} {split} K={k}", out, "rerank", "--model", str(reranker), "--predictions",
                 str(predictions), "--output", str(out), "--gamma", str(gamma), "--k", str(k),
-                "--threads", str(self.settings.threads), "--device", "cpu")
+                "--threads", str(self.settings.threads), "--device", "cpu", lines=count_lines(predictions))
         reranked = self.reranked(variant, split, k)
         return reranked and self.run(f"sample filter {variant.name} {split} gamma={gamma:g}", out, "sample-filter",
                                      "--predictions", str(predictions), "--reranked", str(reranked),
