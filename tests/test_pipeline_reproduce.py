@@ -58,7 +58,10 @@ def test_tables_are_built_from_the_run_files(tmp_path: Path) -> None:
     results = build_results(rep)
     by_title = {t.title.split(":")[0]: t for t in results.tables}
     table_1 = by_title["Table 1 (our rows)"]
-    grounded, none_boxes = table_1.rows[0][1], table_1.rows[1][1]
+    assert [name for name, _ in table_1.rows[:4]] == [
+        "GEM-lite (MiniLM) recogniser, grounded", "GEM-lite (MiniLM) recogniser, every box None",
+        "GEM-lite (MiniLM) + SF + rerank, grounded", "GEM-lite (MiniLM) + SF + rerank, every box None"]
+    grounded, none_boxes = table_1.rows[2][1], table_1.rows[3][1]
     assert grounded[0] == NEEDS_IMAGES and grounded[1] == pytest.approx(100.0)
     assert none_boxes[1] == pytest.approx(100.0) and none_boxes[0] < 100.0  # MNERG misses groundable ones
     assert all(cell == pytest.approx(100.0) for _, cells in by_title["Table 2"].rows[:4] for cell in cells)

@@ -73,7 +73,8 @@ class LevelScores:
     def to_dict(self) -> dict:
         return {
             "mner": self.mner.to_dict(), "eeg": self.eeg.to_dict(), "mnerg": self.mnerg.to_dict(),
-            "span": self.span.to_dict(), "per_type": {t: {k: v.to_dict() for k, v in d.items()} for t, d in sorted(self.per_type.items())},
+            "span": self.span.to_dict(),
+            "per_type": {t: {k: v.to_dict() for k, v in d.items()} for t, d in sorted(self.per_type.items())},
         }
 
 
