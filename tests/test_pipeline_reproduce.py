@@ -53,7 +53,9 @@ def test_tables_are_built_from_the_run_files(tmp_path: Path) -> None:
         for name in ("test.jsonl", "dev.jsonl", *(f"test.{kind}.k{k}.jsonl" for kind in ("rerank-all", "sf0.2")
                                                   for k in (3, 5, 7)), "dev.rerank-all.k5.jsonl"):
             _write(folder / variant.name / name, posts, gold)
-    (folder / "fig5_gamma.json").write_text(json.dumps({"crossing_gamma": 0.31, "best_gamma": 0.4}))
+    (folder / "fig5_gamma.json").write_text(json.dumps({"crossing_gamma": 0.31, "best_gamma": 0.4,
+                                                        "chosen_gamma": 0.31}))
+    _write(folder / "gem" / "test.sf0.31.k5.jsonl", posts, gold)  # the filter at the calibrated gamma
     rep = Reproduction(settings, log=lambda m: pytest.fail(f"nothing should run: {m}"))
     results = build_results(rep)
     by_title = {t.title.split(":")[0]: t for t in results.tables}
@@ -69,6 +71,7 @@ def test_tables_are_built_from_the_run_files(tmp_path: Path) -> None:
     recogniser_rows = [name for name, _ in by_title["Recogniser alone"].rows]
     assert recogniser_rows == ["gem", "ka-gazetteer", "wo-mgp", "wo-mga", "softmax"]  # no LLM knowledge file here
     assert by_title["Fig. 5 / Appendix E"].rows[0][1] == [0.31]
+    assert by_title["Fig. 5 / Appendix E"].rows[3] == ("test fine MNER F1, SF at gamma 0.31 + rerank", [100.0])
     assert all(f.is_file() for f in results.figures if f.suffix == ".png" and "fig3" in f.name)
 
 
@@ -134,3 +137,15 @@ def test_quick_reproduction_with_tiny_models(tmp_path: Path) -> None:
     results = json.loads((tmp_path / "runs" / "fmnerg" / "results.json").read_text())
     ablation = next(t for t in results["tables"] if t["title"].startswith("Fig. 3"))
     assert isinstance(ablation["rows"][0][1], float)
+
+
+def test_bar_chart_draws_bars_below_the_first_round_tick(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from gemner.pipeline.charts import bar_chart
+
+    # 49.12 - 2 = 47.12 gives round ticks from 50 up: the lowest bar sits below the first tick
+    path = bar_chart(tmp_path / "fig3.png", ["GEM", "w/o-SF", "w/o-CR", "w/o-MGP"], [58.15, 49.12, 59.36, None],
+                     title="ablation", ylabel="MNER F1")
+    image = Image.open(path)
+    assert image.size == (760, 460) and len(image.getcolors(1 << 16)) > 3  # bars and text were drawn

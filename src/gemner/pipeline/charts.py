@@ -20,12 +20,12 @@ def _font(size: int):
 def bar_chart(path: str | Path, labels: Sequence[str], values: Sequence[float | None], *, title: str,
               ylabel: str, highlight: int | None = 0, width: int = 760, height: int = 460) -> Path:
     """Vertical bars with their value on top; a None value is drawn as an empty slot marked "n/a"."""
-    left, right, top, bottom = 70, 20, 50, 70
+    left, right, top, bottom = 70, 20, 66, 70  # title at 15, axis label just above the plot
     known = [v for v in values if v is not None]
     low = max(0.0, min(known) - 2) if known else 0.0  # scores are non-negative: never below 0
     high = max(known) + 1 if known else 1.0
     ticks = [t for t in nice_ticks(low, high) if t >= 0] or [0.0, 1.0]
-    low, high = ticks[0], max(ticks[-1], high)
+    low, high = min(ticks[0], low), max(ticks[-1], high)  # round ticks start at or above the lowest bar
     image = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(image)
     plot_w, plot_h = width - left - right, height - top - bottom
