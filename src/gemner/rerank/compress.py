@@ -48,12 +48,12 @@ def compress_reranker(source: str | Path, output: str | Path, rank: int, dtype: 
     compressed: dict[str, torch.Tensor] = {}
     kept_total = energy_total = 0.0
     layers = 0
-    for key, a in weights.items():
+    for key, tensor in weights.items():
         if not key.endswith("lora_A.weight"):
-            if "lora_B" not in key:
-                compressed[key] = weights[key].to(dtype)
+            if "lora_B" not in key:  # anything else an adapter may hold is kept as it is
+                compressed[key] = tensor.to(dtype)
             continue
-        b = weights[key.replace("lora_A", "lora_B")]
+        a, b = tensor, weights[key.replace("lora_A", "lora_B")]
         delta = scaling * b.float() @ a.float()
         left, right, kept = low_rank_factors(delta, rank)
         if left.shape[1] < rank:  # a layer narrower than the rank: exact, padded with zeros
