@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..data import load_dataset
+from ..data import Dataset, load_dataset
 from ..data.userio import read_predictions
 from ..evaluation import ScoreReport, score
 
@@ -106,6 +106,13 @@ class Reproduction:
     settings: Settings
     log: Callable[[str], None] = print
     plan: list[Step] = field(default_factory=list)
+    _datasets: dict[str, Dataset] = field(default_factory=dict, repr=False)
+
+    def dataset(self, split: str) -> Dataset:
+        """The benchmark split, read once: steps and scores ask for it many times."""
+        if split not in self._datasets:
+            self._datasets[split] = load_dataset(self.settings.dataset, split)
+        return self._datasets[split]
 
     # ----------------------------------------------------------------- running steps
     def run(self, description: str, output: Path, *args: str, lines: int | None = None, force: bool = False
@@ -140,7 +147,7 @@ class Reproduction:
         return path if path.is_file() else None
 
     def variants(self) -> list[Variant]:
-        pool = FMNERG_VARIANTS if load_dataset(self.settings.dataset, "dev").schema.hierarchical else GMNER_VARIANTS
+        pool = FMNERG_VARIANTS if self.dataset("dev").schema.hierarchical else GMNER_VARIANTS
         chosen = [v for v in pool if self.settings.variants is None or v.name in self.settings.variants]
         return [v for v in chosen if v.knowledge != "llm" or self.knowledge_file("llm") is not None]
 
@@ -168,7 +175,7 @@ class Reproduction:
                 "--output", str(recognizer / f"{split}.jsonl"), "--threads", str(self.settings.threads),
                 "--no-progress", *self._quick((), ("--max-posts", "100"))]
         args += ["--knowledge", str(knowledge)] if knowledge else []
-        posts = len(load_dataset(self.settings.dataset, split))
+        posts = len(self.dataset(split))
         return self.run(f"predict {variant.name} {split}", recognizer / f"{split}.jsonl", *args,
                         lines=min(posts, 100) if self.settings.quick else posts)
 
@@ -225,7 +232,7 @@ class Reproduction:
     def score(self, path: Path | None, split: str = "test") -> ScoreReport | None:
         if path is None:
             return None
-        dataset = load_dataset(self.settings.dataset, split)
+        dataset = self.dataset(split)
         predictions = read_predictions(path)
         gold = [p for p in dataset.posts if p.id in predictions] if self.settings.quick else dataset.posts
         return score(gold, predictions, dataset.schema)

@@ -18,9 +18,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..lowrank import low_rank_factors
-from .model import CONFIG_FILE, LABELS_FILE
+from .model import ADAPTER_FILE, CONFIG_FILE, LABELS_FILE
 
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
 
 
@@ -44,7 +43,7 @@ def compress_reranker(source: str | Path, output: str | Path, rank: int, dtype: 
     source, output = Path(source), Path(output)
     adapter_config = json.loads((source / ADAPTER_CONFIG).read_text())
     scaling = _scaling(adapter_config)
-    weights = load_file(str(source / ADAPTER_WEIGHTS))
+    weights = load_file(str(source / ADAPTER_FILE))
     compressed: dict[str, torch.Tensor] = {}
     kept_total = energy_total = 0.0
     layers = 0
@@ -65,9 +64,9 @@ def compress_reranker(source: str | Path, output: str | Path, rank: int, dtype: 
         compressed[key.replace("lora_A", "lora_B")] = left.to(dtype).contiguous()
         layers += 1
     if not layers:
-        raise ValueError(f"{source / ADAPTER_WEIGHTS} holds no LoRA factors")
+        raise ValueError(f"{source / ADAPTER_FILE} holds no LoRA factors")
     output.mkdir(parents=True, exist_ok=True)
-    save_file(compressed, str(output / ADAPTER_WEIGHTS))
+    save_file(compressed, str(output / ADAPTER_FILE))
     settings = json.loads((source / CONFIG_FILE).read_text())
     settings.update(lora_rank=rank, lora_alpha=rank, lora_dropout=0.0)
     (output / CONFIG_FILE).write_text(json.dumps(settings, indent=2))

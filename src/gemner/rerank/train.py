@@ -24,7 +24,7 @@ import torch
 from ..data.schema import LabelSchema
 from ..data.types import Post
 from .candidates import training_candidates
-from .model import Reranker
+from .model import ADAPTER_FILE, Reranker
 from .prompt import RerankQuery
 from .scoring import answer_token_logprobs, build_answer_batch
 
@@ -110,7 +110,7 @@ def _load_checkpoint(reranker: Reranker, optimizer: torch.optim.Optimizer, folde
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    set_peft_model_state_dict(reranker.model, load_file(str(folder / "adapter_model.safetensors")))
+    set_peft_model_state_dict(reranker.model, load_file(str(folder / ADAPTER_FILE)))
     meta = json.loads((folder / STATE_FILE).read_text())
     state: dict[int, dict[str, torch.Tensor]] = {}
     for name, value in load_file(str(folder / OPTIMIZER_FILE)).items():
