@@ -74,3 +74,13 @@ def test_baseline_command_writes_predictions_and_scores(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert len(out.read_text().splitlines()) == 1500
     assert json.loads((tmp_path / "base.scores.json").read_text())["main"]["mner"]["f1"] > 30
+
+
+def test_errors_and_warnings_are_one_line_whatever_the_terminal_width(tmp_path: Path, monkeypatch) -> None:
+    # Logs and scripts grep these lines: a narrow terminal and a long path must not split them.
+    monkeypatch.setenv("COLUMNS", "30")
+    deep = tmp_path / ("a-deliberately-long-folder-name-" * 3) / "nowhere"
+    result = runner.invoke(app, ["evaluate", "fmnerg:test", str(deep / "pred.jsonl")])
+    assert result.exit_code == 2
+    error_lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1 and str(deep / "pred.jsonl") in error_lines[0]

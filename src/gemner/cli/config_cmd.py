@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from .app import app
+from .console import err as console
 from .errors import friendly_errors
 
 config_app = typer.Typer(help="Pipeline configurations (presets and YAML files).", no_args_is_help=True)
@@ -32,7 +32,6 @@ def show(
     print(config.to_yaml(), end="")
     if not check:
         return
-    console = Console(stderr=True)
     models = {"recognizer": config.recognizer.model, "reranker": config.rerank.model,
               "ITM (grounding)": config.ground.itm_model, "segmenter": config.ground.sam_model,
               "LLM": config.knowledge.llm.model if config.knowledge.llm else None,

@@ -7,13 +7,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from .app import data_app
+from .console import out as console
 from .errors import friendly_errors
-
-console = Console(soft_wrap=True)
 
 DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help="gmner | gmner-v2 | fmnerg")]
 

@@ -7,13 +7,12 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import typer
-from rich.console import Console
 
 from ..data.issues import DataError
 from ..hub import MissingWeightsError
+from .console import err as err_console
 
 F = TypeVar("F", bound=Callable)
-err_console = Console(stderr=True)
 
 EXPECTED_ERRORS: tuple[type[Exception], ...] = (DataError, MissingWeightsError, FileNotFoundError)
 

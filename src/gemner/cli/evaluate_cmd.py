@@ -7,12 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from .app import app
+from .console import out as console
 from .errors import friendly_errors
-
-console = Console(soft_wrap=True)
 
 
 @app.command("evaluate")

@@ -6,12 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from .console import out as console
 from .errors import friendly_errors
 from .knowledge_cmd import knowledge_app
-
-console = Console()
 
 
 @knowledge_app.command("gazetteer")

@@ -7,14 +7,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from .app import app, train_app
+from .console import err as err_console
+from .console import out as console
 from .errors import friendly_errors
-
-console = Console()
-err_console = Console(stderr=True, soft_wrap=True)
 
 ground_app = typer.Typer(
     help="Implicit visual grounding (paper §3.4): ITM relevance, eq. 11 tracing, point to box.",

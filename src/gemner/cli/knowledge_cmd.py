@@ -10,12 +10,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
 from .app import app
+from .console import err as console
 from .errors import friendly_errors
 
-console = Console(stderr=True, soft_wrap=True, highlight=False)
 knowledge_app = typer.Typer(help="Knowledge augmentation (paper §3.2.1): captions + LLM explanations.",
                             no_args_is_help=True)
 app.add_typer(knowledge_app, name="knowledge")

@@ -7,13 +7,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from .app import app
+from .console import err as console
+from .console import out as out_console
 from .errors import friendly_errors
-
-console = Console(stderr=True, soft_wrap=True)
 
 
 def _pipeline_config(config: str | None, recognizer: Path | None, knowledge: Path | None, switches: dict[str, bool]):
@@ -77,7 +76,7 @@ def _show(entities) -> None:
         itm = e.scores.get("itm")
         table.add_row(e.text, e.type, e.coarse, box, f"{itm:.3f}" if itm is not None else "-",
                       f"{e.scores.get('entropy', float('nan')):.3f}")
-    Console().print(table)
+    out_console.print(table)
 
 
 @app.command("predict")

@@ -6,12 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from .app import app, train_app
+from .console import err as console
 from .errors import friendly_errors
-
-console = Console(stderr=True, soft_wrap=True)
 
 HEADS = ("crf", "softmax")
 

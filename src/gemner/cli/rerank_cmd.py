@@ -7,12 +7,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
 from .app import app, train_app
+from .console import err as console
+from .console import out as out_console
 from .errors import friendly_errors
-
-console = Console(stderr=True, soft_wrap=True)
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Trained reranker folder, or a base model name/path.")]
 KOpt = Annotated[int | None, typer.Option("--k", help="Candidates per entity (paper: 5).")]
@@ -222,12 +221,13 @@ def eval_reranker(
     queries = gold_queries(gold.posts, gold.schema, k, seed + offset, max_entities or None)
     reranker = Reranker.load(model, _overrides(few_shot=few_shot), device=device)
     accuracy = accuracy_by_scoring_rule(reranker, queries)
-    Console().print(f"{dataset} {split}, {len(queries)} entities, K={k}: chance {100 * chance_accuracy(queries):.1f}%; "
-                    + "; ".join(f"{rule} {100 * value:.1f}%" for rule, value in accuracy.items()), highlight=False)
+    chance = 100 * chance_accuracy(queries)
+    out_console.print(f"{dataset} {split}, {len(queries)} entities, K={k}: chance {chance:.1f}%; "
+                      + "; ".join(f"{rule} {100 * value:.1f}%" for rule, value in accuracy.items()), highlight=False)
     if generate:
         value, rules = generation_accuracy(reranker, queries)
         mapped = ", ".join(f"{rule} {n}" for rule, n in rules.items())
-        Console().print(f"free generation, mapped onto the candidates: {100 * value:.1f}% (mapped by: {mapped})",
+        out_console.print(f"free generation, mapped onto the candidates: {100 * value:.1f}% (mapped by: {mapped})",
                         highlight=False)
 
 
@@ -266,14 +266,14 @@ def calibrate_gamma(
     for b in result.bins:
         table.add_row(f"{b.low:.3f}", f"{b.high:.3f}", str(b.n), f"{b.base_precision:.1f}",
                       f"{b.rerank_precision:.1f}", f"{b.topk_hit:.1f}")
-    Console().print(table)
+    out_console.print(table)
     crossing = "none" if result.crossing is None else f"{result.crossing:.3f}"
-    Console().print(f"crossing gamma: {crossing}; best-threshold gamma: {result.best:.3f}; "
+    out_console.print(f"crossing gamma: {crossing}; best-threshold gamma: {result.best:.3f}; "
                     f"chosen gamma: {result.chosen:.3f}", highlight=False)
     if missing:
         console.print(f"[yellow]warning:[/] {missing} entities had no reranker choice (rerank with --all)")
     plot_calibration(result, str(plot), k)
-    Console().print(f"plot: {plot}")
+    out_console.print(f"plot: {plot}")
     if json_out is not None:
         json_out.write_text(json.dumps(result.to_dict(), indent=2, default=str))
 
