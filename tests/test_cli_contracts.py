@@ -139,3 +139,33 @@ def test_train_grounder_writes_the_checkpoint_format(tmp_path):
     assert settings["base_model"] == str(itm) and settings["dataset"] == "fmnerg" and settings["threshold"] == 0.5
     assert with_saved_settings(GrounderConfig(itm_model=str(output))).threshold == 0.5
     assert read_grounder_settings(tmp_path) == {}
+
+
+def test_gazetteer_command_writes_hints_merged_with_other_knowledge(tmp_path):
+    from gemner.knowledge.export import read_knowledge
+
+    merge = tmp_path / "llm.jsonl"
+    merge.write_text(json.dumps({"id": "x1", "knowledge": "an LLM explanation", "caption": "a caption"}) + "\n")
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text(json.dumps({"id": "x1", "text": "Trump visits London"}) + "\n")
+    output = tmp_path / "hints.jsonl"
+    result = runner.invoke(app, ["knowledge", "gazetteer", "--dataset", "gmner", "--output", str(output),
+                                 "--posts", str(posts), "--merge", str(merge)])
+    assert result.exit_code == 0, result.output
+    knowledge = read_knowledge(output)
+    text, caption = knowledge["x1"]
+    assert text.endswith("an LLM explanation") and text != "an LLM explanation" and caption == "a caption"
+    assert "with a gazetteer hint" in result.output and len(knowledge) > 1000
+
+
+def test_config_show_check_names_each_model_and_whether_it_is_here(tmp_path):
+    import yaml
+
+    (tmp_path / "recognizer").mkdir()
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"recognizer": {"model": str(tmp_path / "recognizer")},
+                                      "rerank": {"model": str(tmp_path / "nowhere")}}))
+    result = runner.invoke(app, ["config", "show", str(config), "--check"])
+    assert result.exit_code == 0, result.output
+    assert f"recognizer: {tmp_path / 'recognizer'} -> available" in result.output.replace("\n", "")
+    assert "reranker: " in result.output and "missing" in result.output

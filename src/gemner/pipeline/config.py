@@ -184,3 +184,14 @@ def predict_config(config: str | Path | None = None, *, recognizer: str | Path |
     if knowledge is not None:
         changes["knowledge"] = {"file": str(knowledge)}
     return apply_ablations(with_changes(base, changes) if changes else base, ablations)
+
+
+def model_availability(config: PipelineConfig) -> dict[str, tuple[str, bool]]:
+    """Each model the configuration names, by role: (name or path, whether this machine has it)."""
+    from ..hub import is_available
+
+    models = {"recognizer": config.recognizer.model, "reranker": config.rerank.model,
+              "ITM (grounding)": config.ground.itm_model, "segmenter": config.ground.sam_model,
+              "LLM": config.knowledge.llm.model if config.knowledge.llm else None,
+              "captioner": config.knowledge.captioner}
+    return {role: (model, Path(model).exists() or is_available(model)) for role, model in models.items() if model}
