@@ -23,6 +23,7 @@ from typing import Any
 
 from ..data.issues import DataError, IssueLog
 from ..data.types import Post
+from .config import PAPER_K
 
 
 @dataclass(frozen=True)
@@ -182,7 +183,7 @@ def calibrate_files(gold_posts: Sequence[Post], predictions: str | Path, reranke
     return calibrate(outcomes, n_bins, edges, missing)
 
 
-def plot_calibration(calibration: Calibration, path: str, k: int = 5) -> str:
+def plot_calibration(calibration: Calibration, path: str, k: int = PAPER_K) -> str:
     """Appendix E's figure: precision per entropy bin for both models, top-K hit rate, chosen gamma."""
     from .plot import Series, line_chart
 
