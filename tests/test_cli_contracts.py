@@ -169,3 +169,4 @@ def test_config_show_check_names_each_model_and_whether_it_is_here(tmp_path):
     assert result.exit_code == 0, result.output
     assert f"recognizer: {tmp_path / 'recognizer'} -> available" in result.output.replace("\n", "")
     assert "reranker: " in result.output and "missing" in result.output
+
