@@ -170,3 +170,13 @@ def test_config_show_check_names_each_model_and_whether_it_is_here(tmp_path):
     assert f"recognizer: {tmp_path / 'recognizer'} -> available" in result.output.replace("\n", "")
     assert "reranker: " in result.output and "missing" in result.output
 
+
+
+def test_loading_the_cli_imports_no_torch():
+    """Option defaults read library constants, never through a module that loads torch (slow `--help`)."""
+    import subprocess
+    import sys
+
+    code = "import sys, gemner.cli.main; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

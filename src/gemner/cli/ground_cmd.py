@@ -9,7 +9,6 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..ground.config import PAPER_ITM_MODEL, GrounderTrainConfig
 from .app import app, train_app
 from .console import err as err_console
 from .console import out as console
@@ -24,7 +23,6 @@ app.add_typer(ground_app, name="ground")
 PresetOpt = Annotated[str, typer.Option(help="paper (BLIP ITM + SAM ViT-B) | lite (SlimSAM-50) | weight-free")]
 ModelOpt = Annotated[str | None, typer.Option("--model", help="ITM checkpoint: hub id or folder.")]
 SegmenterOpt = Annotated[str | None, typer.Option(help="sam | region | heatmap (default: preset).")]
-_TRAIN = {name: field.default for name, field in GrounderTrainConfig.model_fields.items()}  # paper defaults
 SamOpt = Annotated[str | None, typer.Option(help="SAM checkpoint, preset (slimsam-50) or folder.")]
 
 
@@ -171,31 +169,32 @@ def train_grounder(
     images: Annotated[Path, typer.Option(help="Folder of the benchmark's images (post id = file name).")],
     output: Annotated[Path, typer.Option(help="Output folder for the fine-tuned ITM checkpoint.")],
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="fmnerg | gmner | gmner-v2")] = "fmnerg",
-    model: Annotated[str, typer.Option("--model", help="ITM to start from.")] = PAPER_ITM_MODEL,
-    lr: Annotated[float, typer.Option(help="Learning rate (paper: 5e-5).")] = _TRAIN["lr"],
-    epochs: Annotated[int, typer.Option(help="Epochs (paper: 1).")] = _TRAIN["epochs"],
-    images_per_batch: Annotated[int, typer.Option(
-        help="Images per step, each with all its entities.")] = _TRAIN["images_per_batch"],
+    model: Annotated[str | None, typer.Option("--model", help="ITM to start from (paper: BLIP ITM base COCO).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate (paper: 5e-5).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs (paper: 1).")] = None,
+    images_per_batch: Annotated[int | None, typer.Option(help="Images per step, all its entities (8).")] = None,
     category_field: Annotated[str, typer.Option(help="type (fine, paper) | coarse")] = "type",
     tune: Annotated[bool, typer.Option(help="Tune the P_T threshold on the dev split afterwards.")] = True,
     max_posts: Annotated[int | None, typer.Option(help="Use only the first N train posts (smoke runs).")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = _TRAIN["seed"],
+    seed: Annotated[int | None, typer.Option(help="Random seed (0).")] = None,
 ) -> None:
     """Fine-tune BLIP's ITM on (entity, category, image, has-box) from the benchmark (paper §3.4.1)."""
     from ..data import IssueLog
     from ..ground.checkpoint import train_grounder_checkpoint
+    from ..ground.config import PAPER_ITM_MODEL, GrounderTrainConfig
 
     if category_field not in ("type", "coarse"):
         raise typer.BadParameter("--category-field is type or coarse")
+    given = {"lr": lr, "epochs": epochs, "images_per_batch": images_per_batch, "seed": seed, "threads": threads}
+    config = GrounderTrainConfig(**{key: value for key, value in given.items() if value is not None})
     log = IssueLog()
     try:
         train_grounder_checkpoint(
-            dataset, images, output, base_model=model, category_field=category_field, tune=tune,
-            max_posts=max_posts, device=device, issues=log, log=lambda line: err_console.print(line, highlight=False),
-            config=GrounderTrainConfig(lr=lr, epochs=epochs, images_per_batch=images_per_batch, seed=seed,
-                                       threads=threads))
+            dataset, images, output, base_model=model or PAPER_ITM_MODEL, config=config,
+            category_field=category_field, tune=tune, max_posts=max_posts, device=device, issues=log,
+            log=lambda line: err_console.print(line, highlight=False))
     finally:
         for issue in log.issues[:20]:
             err_console.print(f"[yellow]warning:[/] {issue}", highlight=False)
