@@ -105,7 +105,7 @@ def test_captions_file_and_no_captioner(tmp_path):
 
 
 def test_build_captions_are_cached_per_image(tmp_path, model_dir, monkeypatch):
-    from gemner.cli import knowledge_cmd
+    from gemner.knowledge.builder import caption_posts
     from gemner.knowledge.cache import KnowledgeCache
     from gemner.knowledge.job import SourcePost
 
@@ -113,11 +113,11 @@ def test_build_captions_are_cached_per_image(tmp_path, model_dir, monkeypatch):
     posts = [SourcePost("p0", "t", "x", images[0]), SourcePost("p1", "t", "y", images[1]),
              SourcePost("p2", "t", "z", None)]
     with KnowledgeCache(tmp_path / "c.sqlite") as cache:
-        first = knowledge_cmd.make_captions(posts, str(model_dir), None, cache, batch_size=2)
+        first = caption_posts(posts, str(model_dir), None, cache, batch_size=2)
         assert first["p2"] == "" and first["p0"] and first["p1"]
         assert cache.captions(str(model_dir)) == {str(images[0]): first["p0"], str(images[1]): first["p1"]}
         with monkeypatch.context() as patch:
             import gemner.knowledge.captioner as captioner_module
 
             patch.setattr(captioner_module, "ModelCaptioner", lambda *a, **k: pytest.fail("re-captioned"))
-            assert knowledge_cmd.make_captions(posts, str(model_dir), None, cache, batch_size=2) == first
+            assert caption_posts(posts, str(model_dir), None, cache, batch_size=2) == first

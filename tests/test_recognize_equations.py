@@ -85,3 +85,5 @@ def test_eq10_entropy_by_hand():
     assert entropy(probs).tolist() == pytest.approx([math.log(2), 0.0, math.log(4)])
     # p = (0.7, 0.2, 0.1): -(0.7 ln 0.7 + 0.2 ln 0.2 + 0.1 ln 0.1) = 0.801819
     assert entropy(torch.tensor([0.7, 0.2, 0.1])).item() == pytest.approx(0.801819, abs=1e-6)
+    # H([0.9, 0.1]) = -(0.9 ln 0.9 + 0.1 ln 0.1) = 0.325083...; the sample filter's gamma compares with this
+    assert entropy(torch.tensor([0.9, 0.1])).item() == pytest.approx(0.3250829733914482)

@@ -1,4 +1,5 @@
-"""Sample filter (eq. 10) and the Appendix E gamma calibration, against hand-computed values."""
+"""Sample filter (the eq. 10 threshold; the entropy is tested in test_recognize_equations) and the Appendix E
+gamma calibration, against hand-computed values."""
 
 from __future__ import annotations
 
@@ -19,18 +20,7 @@ from gemner.rerank.calibrate import (
     plot_calibration,
     quantile_edges,
 )
-from gemner.rerank.filter import PAPER_GAMMA, entity_entropy, entropy, is_hard
-
-
-def test_entropy_matches_hand_computation():
-    # H([0.5, 0.25, 0.25]) = 0.5 ln 2 + 2 * 0.25 ln 4 = 1.5 ln 2
-    assert entropy([0.5, 0.25, 0.25]) == pytest.approx(1.5 * math.log(2))
-    # H([0.9, 0.1]) = -(0.9 ln 0.9 + 0.1 ln 0.1) = 0.325083...
-    assert entropy([0.9, 0.1]) == pytest.approx(0.3250829733914482)
-    assert entropy([1.0, 0.0, 0.0]) == 0.0  # 0 log 0 = 0
-    assert entropy([0.25] * 4) == pytest.approx(math.log(4))  # uniform: ln C
-    with pytest.raises(ValueError):
-        entropy([1.2, -0.2])
+from gemner.rerank.filter import PAPER_GAMMA, entity_entropy, is_hard
 
 
 def test_filter_is_strictly_above_gamma():

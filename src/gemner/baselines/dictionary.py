@@ -3,9 +3,12 @@ longest match on new text, box None. The floor every later model must clear."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from ..data.schema import LabelSchema
 from ..data.types import Post, PredictedEntity
@@ -53,3 +56,32 @@ class DictionaryTagger:
 
 def _norm(tokens: Sequence[str], ignore_case: bool) -> tuple[str, ...]:
     return tuple(t.lower() for t in tokens) if ignore_case else tuple(tokens)
+
+
+@dataclass(frozen=True)
+class BaselineRun:
+    entries: int  # entity strings memorised from train
+    report: Any  # the evaluation.ScoreReport of the split
+    predictions: Path
+    scores: Path
+
+
+def run_dictionary_baseline(dataset: str, split: str = "test", *, ignore_case: bool = False,
+                            output: str | Path | None = None) -> BaselineRun:
+    """Fit on train, predict `split`, write the predictions JSONL (default `runs/baseline/<dataset>-<split>.jsonl`)
+    and its scores JSON beside it."""
+    from ..data import load_dataset
+    from ..data.userio import PredictionWriter, prediction_record
+    from ..evaluation import score
+
+    train, gold = load_dataset(dataset, "train"), load_dataset(dataset, split)
+    tagger = DictionaryTagger.fit(train.posts, train.schema, ignore_case=ignore_case)
+    predictions = {post.id: tagger.predict(post.tokens) for post in gold.posts}
+    output = Path(output) if output else Path("runs") / "baseline" / f"{dataset}-{split}.jsonl"
+    with PredictionWriter(output, resume=False) as writer:
+        for post in gold.posts:
+            writer.write(prediction_record(post, predictions[post.id]))
+    report = score(gold.posts, predictions, gold.schema)
+    scores = output.with_name(output.name.split(".")[0] + ".scores.json")
+    scores.write_text(json.dumps(report.to_dict(), indent=2))
+    return BaselineRun(len(tagger.entries), report, output, scores)

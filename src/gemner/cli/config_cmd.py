@@ -23,21 +23,10 @@ def show(
 ) -> None:
     """Print the configuration with every model name/path and hyperparameter (save it, edit it, pass
     it to `gemner predict --config FILE`)."""
-    from pathlib import Path
-
-    from ..hub import is_available
-    from ..pipeline.config import load_config
+    from ..pipeline.config import load_config, model_availability
 
     config = load_config(name)
     print(config.to_yaml(), end="")
-    if not check:
-        return
-    models = {"recognizer": config.recognizer.model, "reranker": config.rerank.model,
-              "ITM (grounding)": config.ground.itm_model, "segmenter": config.ground.sam_model,
-              "LLM": config.knowledge.llm.model if config.knowledge.llm else None,
-              "captioner": config.knowledge.captioner}
-    for role, model in models.items():
-        if model is None:
-            continue
-        found = Path(model).exists() or is_available(model)
-        console.print(f"{role}: {model} -> {'available' if found else '[yellow]missing[/]'}", highlight=False)
+    if check:
+        for role, (model, found) in model_availability(config).items():
+            console.print(f"{role}: {model} -> {'available' if found else '[yellow]missing[/]'}", highlight=False)

@@ -25,21 +25,7 @@ def gazetteer(
     folds: Annotated[int, typer.Option(help="Train posts get hints from the other folds only.")] = 5,
 ) -> None:
     """Write gazetteer hints (train annotations; k-fold for train posts) for every split of DATASET."""
-    from ..data import SPLITS, load_dataset
-    from ..data.userio import read_posts
-    from ..knowledge.cache import Answer, ExportRow
-    from ..knowledge.export import read_knowledge, write_knowledge
-    from ..knowledge.gazetteer import gazetteer_knowledge
+    from ..knowledge.gazetteer import write_gazetteer_knowledge
 
-    splits = {split: load_dataset(dataset, split).posts for split in SPLITS}
-    others = splits["dev"] + splits["test"] + (read_posts(posts)[0] if posts else [])
-    hints = gazetteer_knowledge(splits["train"], others, folds=folds, min_link=min_link)
-    extra = read_knowledge(merge) if merge else {}
-    rows = []
-    for post_id, hint in hints.items():
-        text = " ".join(t for t in (hint, extra.get(post_id, ("", ""))[0]) if t)
-        caption = extra.get(post_id, ("", ""))[1]
-        rows.append(ExportRow(post_id, "", caption, Answer(text, text, parsed=True, truncated=False, seconds=0.0)))
-    summary = write_knowledge(rows, output)
-    with_hint = sum(1 for h in hints.values() if h)
-    console.print(f"wrote {summary.written} posts to {output} ({with_hint} with a gazetteer hint)")
+    written = write_gazetteer_knowledge(dataset, output, posts=posts, merge=merge, min_link=min_link, folds=folds)
+    console.print(f"wrote {written.written} posts to {output} ({written.with_hint} with a gazetteer hint)")

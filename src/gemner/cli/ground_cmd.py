@@ -169,59 +169,34 @@ def train_grounder(
     images: Annotated[Path, typer.Option(help="Folder of the benchmark's images (post id = file name).")],
     output: Annotated[Path, typer.Option(help="Output folder for the fine-tuned ITM checkpoint.")],
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="fmnerg | gmner | gmner-v2")] = "fmnerg",
-    model: Annotated[str, typer.Option("--model", help="ITM to start from.")] = "Salesforce/blip-itm-base-coco",
-    lr: Annotated[float, typer.Option(help="Learning rate (paper: 5e-5).")] = 5e-5,
-    epochs: Annotated[int, typer.Option(help="Epochs (paper: 1).")] = 1,
-    images_per_batch: Annotated[int, typer.Option(help="Images per step, each with all its entities.")] = 8,
+    model: Annotated[str | None, typer.Option("--model", help="ITM to start from (paper: BLIP ITM base COCO).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate (paper: 5e-5).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs (paper: 1).")] = None,
+    images_per_batch: Annotated[int | None, typer.Option(help="Images per step, all its entities (8).")] = None,
     category_field: Annotated[str, typer.Option(help="type (fine, paper) | coarse")] = "type",
     tune: Annotated[bool, typer.Option(help="Tune the P_T threshold on the dev split afterwards.")] = True,
     max_posts: Annotated[int | None, typer.Option(help="Use only the first N train posts (smoke runs).")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    seed: Annotated[int | None, typer.Option(help="Random seed (0).")] = None,
 ) -> None:
     """Fine-tune BLIP's ITM on (entity, category, image, has-box) from the benchmark (paper §3.4.1)."""
-    from ..data import DataError, IssueLog, load_dataset
-    from ..ground.config import SETTINGS_FILE, GrounderTrainConfig, resolve_device
-    from ..ground.itm import EntityImageMatcher
-    from ..ground.train import examples_from_posts, match_probabilities, train_matcher, tune_threshold
+    from ..data import IssueLog
+    from ..ground.checkpoint import train_grounder_checkpoint
+    from ..ground.config import PAPER_ITM_MODEL, GrounderTrainConfig
 
     if category_field not in ("type", "coarse"):
         raise typer.BadParameter("--category-field is type or coarse")
+    given = {"lr": lr, "epochs": epochs, "images_per_batch": images_per_batch, "seed": seed, "threads": threads}
+    config = GrounderTrainConfig(**{key: value for key, value in given.items() if value is not None})
     log = IssueLog()
-    train_items = examples_from_posts(load_dataset(dataset, "train", images_dir=images).posts[:max_posts],
-                                      category_field, log)
-    _print_issues(log, "train")
-    if not train_items:
-        raise DataError(f"no train post of {dataset} has a readable image under {images}")
-    matcher = EntityImageMatcher.from_pretrained(model, device=resolve_device(device))
-    config = GrounderTrainConfig(lr=lr, epochs=epochs, images_per_batch=images_per_batch, seed=seed, threads=threads)
-    err_console.print(f"fine-tuning {model} on {len(train_items)} images ...")
-
-    def progress(step: int, loss: float) -> None:
-        if step % 50 == 0:
-            err_console.print(f"  step {step}: loss {loss:.4f}")
-
-    report = train_matcher(matcher, train_items, config, on_step=progress)
-    output.mkdir(parents=True, exist_ok=True)
-    matcher.model.save_pretrained(output, safe_serialization=True)
-    matcher.tokenizer.save_pretrained(output)
-    matcher.image_processor.save_pretrained(output)
-    settings = {"base_model": model, "dataset": dataset, "category_field": category_field, "lr": lr,
-                "epochs": epochs, "steps": report.steps, "threshold": 0.5, "skipped": report.skipped}
-    if tune:
-        dev_log = IssueLog()
-        dev_items = examples_from_posts(load_dataset(dataset, "dev", images_dir=images).posts, category_field, dev_log)
-        _print_issues(dev_log, "dev")
-        threshold, accuracy = tune_threshold(*match_probabilities(matcher, dev_items))
-        settings.update(threshold=threshold, dev_accuracy=accuracy)
-        err_console.print(f"dev: threshold {threshold:.4f}, accuracy {accuracy:.2%}")
-    (output / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
-    err_console.print(f"wrote {output} ({report.steps} steps, {report.seconds:.0f} s)")
-
-
-def _print_issues(log, split: str) -> None:
-    for issue in log.issues[:20]:
-        err_console.print(f"[yellow]warning ({split}):[/] {issue}", highlight=False)
-    if len(log.issues) > 20:
-        err_console.print(f"[yellow]warning ({split}):[/] ... {len(log.issues) - 20} more ({log.summary()})")
+    try:
+        train_grounder_checkpoint(
+            dataset, images, output, base_model=model or PAPER_ITM_MODEL, config=config,
+            category_field=category_field, tune=tune, max_posts=max_posts, device=device, issues=log,
+            log=lambda line: err_console.print(line, highlight=False))
+    finally:
+        for issue in log.issues[:20]:
+            err_console.print(f"[yellow]warning:[/] {issue}", highlight=False)
+        if len(log.issues) > 20:
+            err_console.print(f"[yellow]warning:[/] ... {len(log.issues) - 20} more ({log.summary()})")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -13,38 +13,6 @@ from .app import app
 from .console import err as console
 from .console import out as out_console
 from .errors import friendly_errors
-
-
-def _pipeline_config(config: str | None, recognizer: Path | None, knowledge: Path | None, switches: dict[str, bool]):
-    from ..pipeline.config import (
-        GroundStage,
-        KnowledgeStage,
-        PipelineConfig,
-        RecognizerStage,
-        RerankStage,
-        load_config,
-        with_changes,
-    )
-
-    if recognizer is not None and config is None:
-        # The recogniser alone (its own knowledge file, if any): what `train recognizer` is scored with.
-        base = PipelineConfig(name="recognizer", knowledge=KnowledgeStage(file=str(knowledge) if knowledge else None),
-                              recognizer=RecognizerStage(model=str(recognizer)),
-                              rerank=RerankStage(enabled=False), ground=GroundStage(enabled=False))
-    else:
-        base = load_config(config or "lite")
-    changes: dict[str, Any] = {}
-    if recognizer is not None:
-        changes["recognizer"] = {"model": str(recognizer)}
-    if knowledge is not None:
-        changes["knowledge"] = {"file": str(knowledge)}
-    for stage, enabled in switches.items():
-        if not enabled:
-            changes.setdefault(stage, {})["enabled"] = False
-    if not switches.get("filter", True):
-        changes.setdefault("rerank", {})["sample_filter"] = False
-        changes["rerank"].pop("enabled", None)
-    return with_changes(base, changes) if changes else base
 
 
 def _posts(dataset, split, input, text, image, images, max_posts):
@@ -97,7 +65,7 @@ def predict(
     use_knowledge: Annotated[bool, typer.Option("--knowledge-stage/--no-knowledge", help="w/o-KA")] = True,
     rerank: Annotated[bool, typer.Option("--rerank/--no-rerank", help="w/o-CR")] = True,
     sample_filter: Annotated[bool, typer.Option("--filter/--no-filter", help="w/o-SF: rerank all")] = True,
-    ground: Annotated[bool, typer.Option("--ground/--no-ground", help="Grounding stage.")] = True,
+    ground: Annotated[bool, typer.Option("--ground/--no-ground", help="w/o-grounding")] = True,
     visualize: Annotated[Path | None, typer.Option(help="Write each image with boxes and heat maps here.")] = None,
     resume: Annotated[bool, typer.Option(help="Keep the posts already in OUTPUT; predict the rest.")] = True,
     batch_size: Annotated[int, typer.Option(help="Posts per batch.")] = 16,
@@ -106,6 +74,7 @@ def predict(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Knowledge -> recogniser -> sample filter + reranker -> grounder, written as triples JSONL."""
+    from ..pipeline.config import SWITCH_ABLATIONS, predict_config
     from ..pipeline.gem import GEM
     from ..pipeline.predict import predict_to_file
 
@@ -113,8 +82,10 @@ def predict(
         import torch
 
         torch.set_num_threads(threads)
-    switches = {"knowledge": use_knowledge, "rerank": rerank, "ground": ground, "filter": sample_filter}
-    pipeline = _pipeline_config(config, recognizer, knowledge, switches)
+    switched_off = {"no-knowledge": not use_knowledge, "no-filter": not sample_filter, "no-rerank": not rerank,
+                    "no-ground": not ground}
+    pipeline = predict_config(config, recognizer=recognizer, knowledge=knowledge,
+                              ablations=[SWITCH_ABLATIONS[name] for name, off in switched_off.items() if off])
     posts, log = _posts(dataset, split, input, text, image, images, max_posts)
     if output is None and text is None:
         raise typer.BadParameter("--output is required (except for a single --text post)")

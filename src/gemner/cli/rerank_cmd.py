@@ -4,46 +4,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
+from ..rerank.config import PAPER_GAMMA, PAPER_K
 from .app import app, train_app
 from .console import err as console
 from .console import out as out_console
 from .errors import friendly_errors
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Trained reranker folder, or a base model name/path.")]
-KOpt = Annotated[int | None, typer.Option("--k", help="Candidates per entity (paper: 5).")]
+KOpt = Annotated[int | None, typer.Option("--k", help=f"Candidates per entity (paper: {PAPER_K}).")]
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="torch CPU threads (default: torch's).")]
 DeviceOpt = Annotated[str | None, typer.Option("--device", help="cpu | cuda | cuda:N (default: cuda if present).")]
 FewShotOpt = Annotated[int | None, typer.Option("--few-shot", help="Paper Table 7 examples as few-shot turns (0-3).")]
-
-
-def _config(base: Any, **overrides: Any) -> Any:
-    """The preset/saved config with the options the user actually gave."""
-    given = {key: value for key, value in overrides.items() if value is not None}
-    return _config_from(type(base), {**base.model_dump(), **given})
-
-
-def _overrides(**settings: Any) -> Any:
-    """A RerankerConfig holding only the settings the user gave (the rest stay the saved ones)."""
-    from ..rerank.config import RerankerConfig
-
-    given = {key: value for key, value in settings.items() if value is not None}
-    return _config_from(RerankerConfig, given)
-
-
-def _config_from(cls: Any, values: dict[str, Any]) -> Any:
-    from pydantic import ValidationError
-
-    from ..data.issues import DataError
-
-    try:
-        return cls.model_validate(values)
-    except ValidationError as err:
-        first = err.errors()[0]
-        raise DataError(f"invalid reranker setting: {first['loc'][0]}: {first['msg']}") from None
 
 
 def _threads(threads: int | None) -> None:
@@ -66,7 +41,8 @@ def rerank(
     model: ModelOpt,
     predictions: Annotated[Path, typer.Option(help="Recogniser predictions JSONL (scores.entropy, scores.topk).")],
     output: Annotated[Path, typer.Option(help="Reranked predictions JSONL (resumes if it exists).")],
-    gamma: Annotated[float | None, typer.Option(help="Sample-filter threshold on eq. 10 entropy (paper 0.2).")] = None,
+    gamma: Annotated[float | None, typer.Option(
+        help=f"Sample-filter threshold on eq. 10 entropy (default: the reranker's; paper {PAPER_GAMMA}).")] = None,
     rerank_all: Annotated[bool, typer.Option("--all", help="Rerank every entity (no sample filter).")] = False,
     k: KOpt = None,
     mode: Annotated[str | None, typer.Option(help="score (constrained, default) | generate (free, mapped).")] = None,
@@ -85,15 +61,15 @@ def rerank(
     from ..data import SCHEMAS
     from ..data.issues import DataError, IssueLog
     from ..rerank.apply import SampleFilter, rerank_predictions
+    from ..rerank.config import overrides
     from ..rerank.model import Reranker
 
     if not predictions.is_file():
         raise FileNotFoundError(f"{predictions}: no such predictions file")
     if dataset is not None and dataset not in SCHEMAS:
         raise DataError(f"unknown schema {dataset!r}; choose one of {', '.join(SCHEMAS)}")
-    overrides = _overrides(gamma=gamma, k=k, mode=mode, length_norm=length_norm, bf16_inference=bf16,
-                           few_shot=few_shot)
-    reranker = Reranker.load(model, overrides, device=device)
+    given = overrides(gamma=gamma, k=k, mode=mode, length_norm=length_norm, bf16_inference=bf16, few_shot=few_shot)
+    reranker = Reranker.load(model, given, device=device)
     cfg = reranker.config
     log = IssueLog()
     total = sum(1 for line in predictions.open(encoding="utf-8") if line.strip())
@@ -116,7 +92,7 @@ def sample_filter(
     predictions: Annotated[Path, typer.Option(help="Recogniser predictions JSONL.")],
     reranked: Annotated[Path, typer.Option(help="The same file reranked with --all.")],
     output: Annotated[Path, typer.Option(help="Predictions with only the entities H > gamma reranked.")],
-    gamma: Annotated[float, typer.Option(help="Sample-filter threshold on eq. 10 entropy (paper 0.2).")] = 0.2,
+    gamma: Annotated[float, typer.Option(help="Sample-filter threshold on eq. 10 entropy.")] = PAPER_GAMMA,
 ) -> None:
     """Apply the sample filter after the fact: same output as `rerank --gamma`, without the model."""
     from ..data.issues import IssueLog
@@ -155,43 +131,19 @@ def train_reranker_cmd(
 ) -> None:
     """LoRA-tune a reranker on gold entities with training-style candidate sets (paper §3.3.2)."""
     _threads(threads)
-    from ..data import load_dataset
     from ..rerank.config import preset as get_preset
-    from ..rerank.infer import candidate_accuracy, chance_accuracy
-    from ..rerank.model import Reranker
-    from ..rerank.train import gold_queries, train_reranker
+    from ..rerank.config import with_settings
+    from ..rerank.train import train_reranker_on_dataset
 
     try:
         base = get_preset(preset)
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
-    cfg = _config(base, model=model, epochs=epochs, lr=lr, lora_rank=lora_rank,
-                  lora_alpha=2 * lora_rank if lora_rank else None, k=k, max_train=max_train,
-                  batch_size=batch_size, seed=seed, bf16=bf16, few_shot=few_shot)
-    captions = read_captions(knowledge)
-    train = load_dataset(dataset, "train")
-    queries = gold_queries(train.posts, train.schema, cfg.k, cfg.seed, cfg.max_train, captions)
-    dev_queries = []
-    if dev_max:
-        dev = load_dataset(dataset, "dev")
-        dev_queries = gold_queries(dev.posts, dev.schema, cfg.k, cfg.seed + 1000, dev_max, captions)
-    reranker = Reranker.from_base(cfg, device=device, schema=train.schema)
-    results: dict[str, Any] = {"dev_entities": len(dev_queries), "chance": chance_accuracy(dev_queries)}
-    if eval_before and dev_queries:
-        results["before"] = candidate_accuracy(reranker, dev_queries)
-        console.print(f"dev candidate accuracy before: {100 * results['before']:.1f}% "
-                      f"(chance {100 * results['chance']:.1f}%)")
-    reranker.add_lora()
-    console.print(f"training on {len(queries)} {dataset} entities: {cfg.model}, K={cfg.k}, lr={cfg.lr}, "
-                  f"epochs={cfg.epochs}, LoRA rank {cfg.lora_rank}, bf16={cfg.bf16}", highlight=False)
-    report = train_reranker(reranker, queries, output, save_every=save_every,
-                            log=lambda line: console.print(line, highlight=False))
-    results.update(train_seconds=round(report.seconds, 1), steps=report.steps, examples=report.examples,
-                   final_loss=report.final_loss, resumed_from=report.resumed_from)
-    if dev_queries:
-        results["after"] = candidate_accuracy(reranker, dev_queries)
-        console.print(f"dev candidate accuracy after: {100 * results['after']:.1f}%")
-    (output / "dev_accuracy.json").write_text(json.dumps(results, indent=2))
+    config = with_settings(base, model=model, epochs=epochs, lr=lr, lora_rank=lora_rank, k=k, max_train=max_train,
+                           batch_size=batch_size, seed=seed, bf16=bf16, few_shot=few_shot)
+    train_reranker_on_dataset(config, dataset, output, captions=read_captions(knowledge), dev_max=dev_max,
+                              eval_before=eval_before, save_every=save_every, device=device,
+                              log=lambda line: console.print(line, highlight=False))
     console.print(f"saved reranker to {output}")
 
 
@@ -202,8 +154,8 @@ def eval_reranker(
     dataset: Annotated[str, typer.Option("--dataset", "-d")] = "fmnerg",
     split: Annotated[str, typer.Option(help="Gold split.")] = "dev",
     max_entities: Annotated[int, typer.Option("--max", help="Seeded subset of gold entities (0: all).")] = 300,
-    k: Annotated[int, typer.Option("--k", help="Candidates per entity.")] = 5,
-    seed: Annotated[int, typer.Option(help="Seed of the training run (the dev subset uses seed + 1000).")] = 0,
+    k: Annotated[int, typer.Option("--k", help="Candidates per entity.")] = PAPER_K,
+    seed: Annotated[int, typer.Option(help="Seed of the training run (the same dev subset it measured).")] = 0,
     generate: Annotated[bool, typer.Option(help="Also free generation mapped onto the candidates.")] = False,
     few_shot: FewShotOpt = None,
     threads: ThreadsOpt = None,
@@ -212,14 +164,14 @@ def eval_reranker(
     """Accuracy of picking the gold label among training-style candidates, per scoring rule."""
     _threads(threads)
     from ..data import load_dataset
+    from ..rerank.config import overrides
     from ..rerank.infer import accuracy_by_scoring_rule, chance_accuracy, generation_accuracy
     from ..rerank.model import Reranker
-    from ..rerank.train import gold_queries
+    from ..rerank.train import split_queries
 
     gold = load_dataset(dataset, split)
-    offset = 1000 if split == "dev" else 0  # the dev subset `train reranker` reports on
-    queries = gold_queries(gold.posts, gold.schema, k, seed + offset, max_entities or None)
-    reranker = Reranker.load(model, _overrides(few_shot=few_shot), device=device)
+    queries = split_queries(gold.posts, gold.schema, split, k, seed, max_entities or None)
+    reranker = Reranker.load(model, overrides(few_shot=few_shot), device=device)
     accuracy = accuracy_by_scoring_rule(reranker, queries)
     chance = 100 * chance_accuracy(queries)
     out_console.print(f"{dataset} {split}, {len(queries)} entities, K={k}: chance {chance:.1f}%; "
@@ -242,24 +194,23 @@ def calibrate_gamma(
     edges: Annotated[str | None, typer.Option(help="Explicit bin edges, comma-separated (overrides --bins).")] = None,
     plot: Annotated[Path, typer.Option(help="PNG of the precision curves.")] = Path("gamma_calibration.png"),
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the bins and gammas as JSON.")] = None,
-    k: Annotated[int, typer.Option("--k", help="K used for the candidates (plot legend).")] = 5,
+    k: Annotated[int, typer.Option("--k", help="K used for the candidates (plot legend).")] = PAPER_K,
 ) -> None:
     """Appendix E: precision of recogniser and reranker per uncertainty bin; gamma where they cross."""
     from rich.table import Table
 
     from ..data import load_dataset
-    from ..data.issues import DataError
-    from ..rerank.calibrate import calibrate, collect_outcomes, plot_calibration
+    from ..data.issues import DataError, IssueLog
+    from ..rerank.calibrate import calibrate_files, plot_calibration
 
-    gold = load_dataset(dataset, split)
-    outcomes, missing = collect_outcomes(gold.posts, _entities_by_post(predictions), _entities_by_post(reranked))
-    if not outcomes:
-        raise DataError(f"{predictions}: no entity carries scores.entropy; nothing to calibrate")
     try:
         edge_list = [float(x) for x in edges.split(",")] if edges else None
     except ValueError:
         raise DataError(f"--edges must be comma-separated numbers, got {edges!r}") from None
-    result = calibrate(outcomes, bins, edge_list, missing)
+    log = IssueLog()
+    result = calibrate_files(load_dataset(dataset, split).posts, predictions, reranked, bins, edge_list, log)
+    for issue in log.issues:
+        console.print(f"[yellow]warning:[/] {issue}", highlight=False)
     table = Table(title=f"{dataset} {split}: precision per entropy bin")
     for column in ("H from", "H to", "entities", "recogniser %", "reranker %", f"gold in top-{k} %"):
         table.add_column(column, justify="right")
@@ -270,24 +221,13 @@ def calibrate_gamma(
     crossing = "none" if result.crossing is None else f"{result.crossing:.3f}"
     out_console.print(f"crossing gamma: {crossing}; best-threshold gamma: {result.best:.3f}; "
                     f"chosen gamma: {result.chosen:.3f}", highlight=False)
-    if missing:
-        console.print(f"[yellow]warning:[/] {missing} entities had no reranker choice (rerank with --all)")
+    if result.missing_rerank:
+        console.print(f"[yellow]warning:[/] {result.missing_rerank} entities had no reranker choice "
+                      "(rerank with --all)")
     plot_calibration(result, str(plot), k)
     out_console.print(f"plot: {plot}")
     if json_out is not None:
         json_out.write_text(json.dumps(result.to_dict(), indent=2, default=str))
-
-
-def _entities_by_post(path: Path) -> dict[str, list[dict[str, Any]]]:
-    from ..data.issues import IssueLog
-    from ..data.userio import iter_prediction_records
-
-    log = IssueLog()
-    posts = {str(record["id"]): list(record.get("entities") or [])
-             for _, record in iter_prediction_records(path, log)}
-    for issue in log.issues:
-        console.print(f"[yellow]warning:[/] {issue}", highlight=False)
-    return posts
 
 
 @app.command("compress-reranker")

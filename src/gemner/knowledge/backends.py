@@ -15,6 +15,13 @@ from typing import Any, Protocol
 
 from .prompt import Message
 
+# The knowledge defaults, stated once. Local: what made the shipped
+# data/knowledge/fmnerg-smollm2-135m.jsonl.gz (SmolLM2-135M-Instruct, greedy, bfloat16, 48 new tokens:
+# after one or two sentences a 135M model mostly repeats itself). OpenAI: the paper's ChatGPT.
+DEFAULT_MODELS: dict[str, str] = {"local": "smollm2-135m", "openai": "gpt-3.5-turbo"}
+DEFAULT_MAX_NEW_TOKENS: dict[str, int] = {"local": 48, "openai": 256}
+DEFAULT_LOCAL_DTYPE = "bfloat16"
+
 
 @dataclass(frozen=True)
 class Request:

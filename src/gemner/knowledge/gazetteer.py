@@ -17,6 +17,7 @@ import random
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..data.types import Post
 
@@ -97,3 +98,32 @@ def gazetteer_knowledge(
     full = Gazetteer.fit(train)
     hints.update({p.id: full.hint(p.tokens, min_link) for p in others})
     return hints
+
+
+@dataclass(frozen=True)
+class GazetteerFile:
+    written: int
+    with_hint: int
+
+
+def write_gazetteer_knowledge(dataset: str, output: str | Path, *, posts: str | Path | None = None,
+                              merge: str | Path | None = None, min_link: float = 0.3, folds: int = 5
+                              ) -> GazetteerFile:
+    """The knowledge JSONL of gazetteer hints for every split of `dataset` (and the user `posts`), each
+    hint followed by the `merge` file's text for the post (e.g. the LLM explanation), keeping its caption."""
+    from ..data import SPLITS, load_dataset
+    from ..data.userio import read_knowledge, read_posts
+    from .cache import Answer, ExportRow
+    from .export import write_knowledge
+
+    splits = {split: load_dataset(dataset, split).posts for split in SPLITS}
+    others = splits["dev"] + splits["test"] + (read_posts(posts)[0] if posts else [])
+    hints = gazetteer_knowledge(splits["train"], others, folds=folds, min_link=min_link)
+    extra = read_knowledge(merge) if merge else {}
+    rows = []
+    for post_id, hint in hints.items():
+        merged, caption = extra.get(post_id, ("", ""))
+        text = " ".join(t for t in (hint, merged) if t)
+        rows.append(ExportRow(post_id, "", caption, Answer(text, text, parsed=True, truncated=False, seconds=0.0)))
+    summary = write_knowledge(rows, output)
+    return GazetteerFile(summary.written, sum(1 for h in hints.values() if h))

@@ -16,16 +16,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .backends import Completion, Request, ResultCallback
+from .backends import DEFAULT_LOCAL_DTYPE, DEFAULT_MAX_NEW_TOKENS, DEFAULT_MODELS, Completion, Request, ResultCallback
 
 
 @dataclass(frozen=True)
 class LocalLLMConfig:
-    model: str = "smollm2-135m"  # a name for gemner.hub.resolve or a local path
+    model: str = DEFAULT_MODELS["local"]  # a name for gemner.hub.resolve or a local path
     batch_size: int = 16
-    max_new_tokens: int = 96
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS["local"]
     prefix_cache: bool = True
-    dtype: str = "float32"  # "bfloat16" trades exactness for speed on CPUs with bf16 units
+    dtype: str = DEFAULT_LOCAL_DTYPE  # "float32" is exact but slower on CPUs with bf16 units
     repetition_penalty: float = 1.0  # 1.0 = plain greedy decoding
     threads: int | None = None  # torch CPU threads; None keeps torch's setting
 

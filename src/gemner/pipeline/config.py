@@ -8,15 +8,18 @@ switches (see `ABLATIONS`). Presets live in `presets/<name>.yaml`; `gemner confi
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..data.issues import DataError
 from ..ground.config import GrounderConfig
+from ..knowledge.builder import LLMSettings
+from ..rerank.config import RerankSettings
 
 PRESET_NAMES = ("lite", "lite-gmner", "paper")
 MODELS_ENV = "GEMNER_MODELS"
@@ -24,16 +27,6 @@ MODELS_ENV = "GEMNER_MODELS"
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class LLMSettings(_Section):
-    backend: Literal["local", "openai"] = "local"
-    model: str = "smollm2-135m"
-    max_new_tokens: int = 48
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    batch_size: int = 16
-    base_url: str = "https://api.openai.com/v1"
-    api_key_env: str = Field("OPENAI_API_KEY", description="name of the variable holding the key (never the key)")
 
 
 class KnowledgeStage(_Section):
@@ -44,7 +37,8 @@ class KnowledgeStage(_Section):
     gazetteer: str | None = Field(None, description="dataset whose train annotations give hints (deviation)")
     llm: LLMSettings | None = Field(None, description="Table 6 explanation by an LLM (paper: ChatGPT)")
     captioner: str | None = Field(None, description="image-to-text model for the caption (paper: BLIP-2)")
-    cache: str | None = Field(None, description="SQLite answer cache (default: ~/.cache/gemner/knowledge.sqlite)")
+    cache: str | None = Field(None, description="SQLite answer cache shared with `gemner knowledge build` "
+                              "(default: $GEMNER_KNOWLEDGE_CACHE or ~/.cache/gemner/knowledge.sqlite)")
 
 
 class RecognizerStage(_Section):
@@ -53,13 +47,12 @@ class RecognizerStage(_Section):
     device: str = "cpu"
 
 
-class RerankStage(_Section):
+class RerankStage(RerankSettings):
+    """k, gamma and mode with the reranker's own defaults (`rerank.config.RerankSettings`)."""
+
     enabled: bool = True
     model: str | None = Field(None, description="reranker folder (`gemner train reranker`)")
     sample_filter: bool = Field(True, description="off: rerank every entity (the paper's w/o-SF)")
-    gamma: float = Field(0.2, description="eq. 10 entropy threshold of the sample filter")
-    k: int = Field(5, description="candidates per entity (top-K)")
-    mode: Literal["score", "generate"] = "score"
     device: str | None = None
 
 
@@ -87,6 +80,25 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "w/o-CR": {"rerank": {"enabled": False}},
     "w/o-grounding": {"ground": {"enabled": False}},
 }
+
+
+# `gemner predict`'s switches, each the paper ablation it runs.
+SWITCH_ABLATIONS: dict[str, str] = {
+    "no-knowledge": "w/o-KA",
+    "no-filter": "w/o-SF",
+    "no-rerank": "w/o-CR",
+    "no-ground": "w/o-grounding",
+}
+
+
+def apply_ablations(config: PipelineConfig, names: Iterable[str]) -> PipelineConfig:
+    """`config` with the named ablations (keys of `ABLATIONS`) applied together; order does not matter."""
+    changes: dict[str, Any] = {}
+    for name in names:
+        if name not in ABLATIONS:
+            raise ValueError(f"unknown ablation {name!r}; choose from {', '.join(ABLATIONS)}")
+        changes = _merge(changes, ABLATIONS[name])
+    return with_changes(config, changes) if changes else config
 
 
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -154,3 +166,32 @@ def load_config(name_or_path: str | Path) -> PipelineConfig:
     else:
         config = parse_config(preset_text(str(name_or_path)), f"preset {name_or_path}")
     return _resolve_paths(config)
+
+
+def predict_config(config: str | Path | None = None, *, recognizer: str | Path | None = None,
+                   knowledge: str | Path | None = None, ablations: Iterable[str] = ()) -> PipelineConfig:
+    """The configuration `gemner predict` runs: a preset or YAML (default `lite`) with the recogniser and
+    knowledge file given laid over it, then the ablations. A recogniser without a config runs alone (its
+    knowledge file, if any; no rerank, no grounding): how `gemner train recognizer` output is scored."""
+    if recognizer is not None and config is None:
+        base = PipelineConfig(name="recognizer", recognizer=RecognizerStage(model=str(recognizer)),
+                              rerank=RerankStage(enabled=False), ground=GroundStage(enabled=False))
+    else:
+        base = load_config(config or "lite")
+    changes: dict[str, Any] = {}
+    if recognizer is not None:
+        changes["recognizer"] = {"model": str(recognizer)}
+    if knowledge is not None:
+        changes["knowledge"] = {"file": str(knowledge)}
+    return apply_ablations(with_changes(base, changes) if changes else base, ablations)
+
+
+def model_availability(config: PipelineConfig) -> dict[str, tuple[str, bool]]:
+    """Each model the configuration names, by role: (name or path, whether this machine has it)."""
+    from ..hub import is_available
+
+    models = {"recognizer": config.recognizer.model, "reranker": config.rerank.model,
+              "ITM (grounding)": config.ground.itm_model, "segmenter": config.ground.sam_model,
+              "LLM": config.knowledge.llm.model if config.knowledge.llm else None,
+              "captioner": config.knowledge.captioner}
+    return {role: (model, Path(model).exists() or is_available(model)) for role, model in models.items() if model}

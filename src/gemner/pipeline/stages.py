@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ..data.issues import DataError, IssueLog
@@ -42,10 +41,6 @@ class PostResult:
 
     def record(self) -> dict[str, Any]:
         return prediction_record(self.post, self.entities, self.error, stages=self.stages)
-
-
-def _cache_path(config: KnowledgeStage) -> Path:
-    return Path(config.cache).expanduser() if config.cache else Path.home() / ".cache" / "gemner" / "knowledge.sqlite"
 
 
 class KnowledgeRunner:
@@ -88,32 +83,16 @@ class KnowledgeRunner:
             self.state = StageState("unavailable", f"LLM: {err}")
             self.notify(f"knowledge: {err}; continuing with the other knowledge sources")
             return {}
-        from ..knowledge.cache import KnowledgeCache
-        from ..knowledge.job import SourcePost, run_job
+        from ..knowledge.builder import cache_path, explain_posts
 
-        with KnowledgeCache(_cache_path(self.config)) as cache:
-            run_job(cache, backend, "predict", [SourcePost.from_post(p, "predict") for p in posts], captions)
-            wanted = {p.id for p in posts}
-            return {row.post_id: row.answer.explanation for row in cache.export_rows("predict", backend.name,
-                                                                                      backend.model)
-                    if row.post_id in wanted and row.answer is not None}
+        return explain_posts(cache_path(self.config.cache), backend, posts, captions)
 
     def _load_backend(self):
         if self._backend is None:
-            settings = self.config.llm
-            assert settings is not None
-            if settings.backend == "local":
-                from ..knowledge.local_llm import LocalLLMBackend, LocalLLMConfig
+            from ..knowledge.builder import make_backend
 
-                self._backend = LocalLLMBackend(LocalLLMConfig(
-                    model=settings.model, batch_size=settings.batch_size, max_new_tokens=settings.max_new_tokens,
-                    dtype=settings.dtype))
-            else:
-                from ..knowledge.openai_llm import OpenAIChatBackend, OpenAIConfig
-
-                self._backend = OpenAIChatBackend(OpenAIConfig(
-                    model=settings.model, base_url=settings.base_url, api_key_env=settings.api_key_env,
-                    max_tokens=settings.max_new_tokens))
+            assert self.config.llm is not None
+            self._backend = make_backend(self.config.llm, self.notify)
         return self._backend
 
     def _captions(self, posts: Sequence[Post]) -> dict[str, str]:

@@ -18,9 +18,12 @@ import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
+from ..data.issues import DataError, IssueLog
 from ..data.types import Post
+from .config import PAPER_K
 
 
 @dataclass(frozen=True)
@@ -164,7 +167,23 @@ def calibrate(outcomes: Sequence[Outcome], n_bins: int = 10, edges: Sequence[flo
     return Calibration(bins, crossing, best, chosen, len(outcomes), missing_rerank)
 
 
-def plot_calibration(calibration: Calibration, path: str, k: int = 5) -> str:
+def calibrate_files(gold_posts: Sequence[Post], predictions: str | Path, reranked: str | Path, n_bins: int = 10,
+                    edges: Sequence[float] | None = None, log: IssueLog | None = None) -> Calibration:
+    """Appendix E from files: the recogniser's predictions and the same file reranked with `--all`
+    against the gold posts (bad prediction lines go to `log`, with file and line)."""
+    from ..data.userio import iter_prediction_records
+
+    def entities_by_post(path: str | Path) -> dict[str, list[dict[str, Any]]]:
+        return {str(record["id"]): list(record.get("entities") or [])
+                for _, record in iter_prediction_records(path, log)}
+
+    outcomes, missing = collect_outcomes(gold_posts, entities_by_post(predictions), entities_by_post(reranked))
+    if not outcomes:
+        raise DataError(f"{predictions}: no entity carries scores.entropy; nothing to calibrate")
+    return calibrate(outcomes, n_bins, edges, missing)
+
+
+def plot_calibration(calibration: Calibration, path: str, k: int = PAPER_K) -> str:
     """Appendix E's figure: precision per entropy bin for both models, top-K hit rate, chosen gamma."""
     from .plot import Series, line_chart
 

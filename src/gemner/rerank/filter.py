@@ -1,27 +1,17 @@
 """Sample filter, paper §3.3.1: eq. 10 entropy and the gamma threshold.
 
 An entity whose category distribution has entropy H > gamma is "hard" and goes to the reranker; the
-others keep the recogniser's label. The recogniser writes H as `scores.entropy` (natural log).
+others keep the recogniser's label. The recogniser computes H (`recognize.equations.entropy`, natural
+log) and writes it as `scores.entropy`; the filter only reads it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-PAPER_GAMMA = 0.2
-
-
-def entropy(probs: Iterable[float]) -> float:
-    """Eq. 10: H(p) = -sum_j p_j log p_j (natural log; 0 log 0 = 0)."""
-    total = 0.0
-    for p in probs:
-        if p < 0:
-            raise ValueError(f"a probability cannot be negative: {p}")
-        if p > 0:
-            total -= p * math.log(p)
-    return total
+from .config import PAPER_GAMMA
 
 
 def is_hard(entity_entropy: float, gamma: float = PAPER_GAMMA) -> bool:

@@ -24,6 +24,7 @@ import torch
 from ..data.schema import LabelSchema
 from ..data.types import Post
 from .candidates import training_candidates
+from .config import DEV_SEED_OFFSET, RerankerConfig
 from .model import ADAPTER_FILE, Reranker
 from .prompt import RerankQuery
 from .scoring import answer_token_logprobs, build_answer_batch
@@ -32,6 +33,7 @@ CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "trainer_state.json"
 OPTIMIZER_FILE = "optimizer.safetensors"
 LOG_FILE = "train_log.jsonl"
+DEV_ACCURACY_FILE = "dev_accuracy.json"
 
 
 def gold_queries(posts: Sequence[Post], schema: LabelSchema, k: int, seed: int, limit: int | None = None,
@@ -48,6 +50,14 @@ def gold_queries(posts: Sequence[Post], schema: LabelSchema, k: int, seed: int, 
     if limit is not None and limit < len(queries):
         queries = random.Random(seed + 1).sample(queries, limit)
     return queries
+
+
+def split_queries(posts: Sequence[Post], schema: LabelSchema, split: str, k: int, seed: int,
+                  limit: int | None = None, captions: dict[str, str] | None = None) -> list[RerankQuery]:
+    """The recipe's queries of one split: the dev subset is drawn with `seed + DEV_SEED_OFFSET`, so that
+    `train reranker` and `eval-reranker` with the same seed measure the same entities."""
+    offset = DEV_SEED_OFFSET if split == "dev" else 0
+    return gold_queries(posts, schema, k, seed + offset, limit, captions)
 
 
 def lr_factor(step: int, total: int, warmup: int) -> float:
@@ -191,3 +201,37 @@ def train_reranker(reranker: Reranker, queries: Sequence[RerankQuery], output: s
 def _append_log(output: Path, entry: dict[str, Any]) -> None:
     with (output / LOG_FILE).open("a") as handle:
         handle.write(json.dumps(entry) + "\n")
+
+
+def train_reranker_on_dataset(config: RerankerConfig, dataset: str, output: str | Path, *,
+                              captions: dict[str, str] | None = None, dev_max: int = 300, eval_before: bool = False,
+                              save_every: int = 200, device: str | None = None,
+                              log: Callable[[str], None] = print) -> dict[str, Any]:
+    """The paper's recipe (§3.3.2) end to end: gold queries of the train split, LoRA training (resumable),
+    candidate accuracy on a seeded dev subset before/after; the results are also `dev_accuracy.json`."""
+    from ..data import load_dataset
+    from .infer import candidate_accuracy, chance_accuracy
+
+    output = Path(output)
+    train = load_dataset(dataset, "train")
+    queries = split_queries(train.posts, train.schema, "train", config.k, config.seed, config.max_train, captions)
+    dev_queries: list[RerankQuery] = []
+    if dev_max:
+        dev = load_dataset(dataset, "dev")
+        dev_queries = split_queries(dev.posts, dev.schema, "dev", config.k, config.seed, dev_max, captions)
+    reranker = Reranker.from_base(config, device=device, schema=train.schema)
+    results: dict[str, Any] = {"dev_entities": len(dev_queries), "chance": chance_accuracy(dev_queries)}
+    if eval_before and dev_queries:
+        results["before"] = candidate_accuracy(reranker, dev_queries)
+        log(f"dev candidate accuracy before: {100 * results['before']:.1f}% (chance {100 * results['chance']:.1f}%)")
+    reranker.add_lora()
+    log(f"training on {len(queries)} {dataset} entities: {config.model}, K={config.k}, lr={config.lr}, "
+        f"epochs={config.epochs}, LoRA rank {config.lora_rank}, bf16={config.bf16}")
+    report = train_reranker(reranker, queries, output, save_every=save_every, log=log)
+    results.update(train_seconds=round(report.seconds, 1), steps=report.steps, examples=report.examples,
+                   final_loss=report.final_loss, resumed_from=report.resumed_from)
+    if dev_queries:
+        results["after"] = candidate_accuracy(reranker, dev_queries)
+        log(f"dev candidate accuracy after: {100 * results['after']:.1f}%")
+    (output / DEV_ACCURACY_FILE).write_text(json.dumps(results, indent=2))
+    return results
