@@ -210,7 +210,7 @@ def build(
     base_url: Annotated[str, typer.Option(help="openai: server base URL.")] = "https://api.openai.com/v1",
     api_key_env: Annotated[str, typer.Option(
         help="openai: NAME of the env variable holding the API key.")] = "OPENAI_API_KEY",
-    timeout: Annotated[float, typer.Option(help="openai: seconds per attempt.")] = 60.0,
+    timeout: Annotated[float, typer.Option(help="openai: seconds per attempt, connect to last byte.")] = 60.0,
     retries: Annotated[int, typer.Option(help="openai: retries after the first attempt.")] = 5,
     log_every: Annotated[float, typer.Option(help="Seconds between progress lines when not on a terminal.")] = 60.0,
 ) -> None:
@@ -238,6 +238,9 @@ def build(
     print_report(report, cache_path)
     if report.interrupted:
         raise typer.Exit(130)  # the shell's code for "stopped by Ctrl-C"
+    if report.failed:  # an unreachable server fails every post: never a quiet success
+        console.print(f"[bold red]error:[/] {report.failed} of {report.total_posts} posts failed", highlight=False)
+        raise typer.Exit(1)
 
 
 def print_report(report: Any, cache_path: Path) -> None:
