@@ -247,3 +247,35 @@ def test_an_echoed_key_reaches_neither_the_cache_nor_the_export(tmp_path, monkey
     assert "Bearer ***" in exported.read_text()
     for path in [exported, *(tmp_path / "cache").iterdir()]:  # the SQLite file and its journal
         assert SECRET.encode() not in path.read_bytes(), path
+
+
+@pytest.fixture(scope="module")
+def recognizer_dir(tmp_path_factory) -> Path:
+    from gemner.recognize import Recognizer
+    from gemner.recognize.config import RecognizerConfig
+    from gemner.recognize.testing import TINY_SCHEMA, make_tiny_encoder
+
+    root = tmp_path_factory.mktemp("recognizer")
+    encoder = make_tiny_encoder(root / "encoder")
+    Recognizer.build(RecognizerConfig(encoder=str(encoder)), TINY_SCHEMA).save_pretrained(root / "checkpoint")
+    return root / "checkpoint"
+
+
+def test_predict_records_say_the_knowledge_stage_did_not_run_for_a_failed_post(recognizer_dir, tmp_path):
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text(json.dumps({"id": "fine", "tokens": ["obama", "visits", "paris"]}) + "\n"
+                     + json.dumps({"id": "refused", "tokens": ["france", "[fail:400:99]"]}) + "\n")
+    with ChatServer() as server:
+        config = tmp_path / "pipeline.yaml"
+        config.write_text(json.dumps({
+            "name": "llm-knowledge", "recognizer": {"model": str(recognizer_dir)},
+            "knowledge": {"llm": {"backend": "openai", "model": "test-model", "base_url": server.base_url,
+                                  "api_key_env": KEY_ENV}, "cache": str(tmp_path / "k.sqlite")},
+            "rerank": {"enabled": False}, "ground": {"enabled": False}}))
+        output = tmp_path / "out.jsonl"
+        result = runner.invoke(app, ["predict", "--config", str(config), "--input", str(posts), "--output",
+                                     str(output), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    records = {record["id"]: record for record in map(json.loads, output.read_text().splitlines())}
+    assert records["fine"]["stages"]["knowledge"] == "on"
+    assert records["refused"]["stages"]["knowledge"].startswith("not run for this post: LLM HTTP 400")

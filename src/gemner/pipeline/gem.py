@@ -48,6 +48,9 @@ class GEM:
         return {"knowledge": str(self.knowledge.state), "recognizer": "on", "rerank": str(self.reranker.state),
                 "ground": str(self.grounder.state)}
 
+    def _stages_of(self, post_id: str, stages: dict[str, str]) -> dict[str, str]:
+        return {**stages, "knowledge": self.knowledge.post_state(post_id)}
+
     def predict(self, text: str | Sequence[str], image: str | Path | None = None, post_id: str = "post"
                 ) -> list[Triple]:
         """Triples of one post. `text` is raw (tokenised like the benchmark tweets) or a token list."""
@@ -71,19 +74,19 @@ class GEM:
             yield from self._run(chunk, keep_heatmaps)
 
     def _run(self, posts: list[Post], keep_heatmaps: bool) -> list[PostResult]:
-        stages = self.stages()
         knowledge, captions = self.knowledge.knowledge(posts)
+        stages = self.stages()  # after the knowledge stage: loading its LLM may have failed
         results = []
         for post, entities in self.recognizer.recognise(posts, knowledge, self.log):
             if isinstance(entities, str):
-                results.append(PostResult(post, [], error=entities, stages=dict(stages)))
+                results.append(PostResult(post, [], error=entities, stages=self._stages_of(post.id, stages)))
                 continue
             try:
                 entities = self.reranker.rerank(post, entities, captions.get(post.id, ""), self.log)
             except Exception as err:  # one post's failure must not stop the others
                 results.append(PostResult(post, entities, error=f"rerank failed: {type(err).__name__}: {err}",
-                                          stages=dict(stages)))
+                                          stages=self._stages_of(post.id, stages)))
                 continue
-            results.append(PostResult(post, entities, stages=dict(stages)))
+            results.append(PostResult(post, entities, stages=self._stages_of(post.id, stages)))
         self.grounder.ground(results, keep_heatmaps)
         return results

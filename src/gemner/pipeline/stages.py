@@ -57,6 +57,7 @@ class KnowledgeRunner:
         has_source = bool(config.file or config.gazetteer or config.llm)
         self.state = StageState() if config.enabled and has_source else StageState(
             "off", "" if not config.enabled else "no knowledge source configured")
+        self.not_run: dict[str, str] = {}  # post id -> why the LLM gave it no explanation (last batch)
         self._file: dict[str, str] | None = None
         self._gazetteer = None
         self._backend = None
@@ -92,11 +93,20 @@ class KnowledgeRunner:
         from ..knowledge.job import SourcePost, run_job
 
         with KnowledgeCache(_cache_path(self.config)) as cache:
-            run_job(cache, backend, "predict", [SourcePost.from_post(p, "predict") for p in posts], captions)
+            report = run_job(cache, backend, "predict", [SourcePost.from_post(p, "predict") for p in posts],
+                             captions)
             wanted = {p.id for p in posts}
-            return {row.post_id: row.answer.explanation for row in cache.export_rows("predict", backend.name,
-                                                                                      backend.model)
-                    if row.post_id in wanted and row.answer is not None}
+            found = {row.post_id: row.answer.explanation for row in cache.export_rows("predict", backend.name,
+                                                                                       backend.model)
+                     if row.post_id in wanted and row.answer is not None}
+        errors = {post_id: error for error, ids in report.failures.items() for post_id in ids}
+        self.not_run.update({p.id: f"LLM {errors.get(p.id, 'gave no answer')}" for p in posts if p.id not in found})
+        return found
+
+    def post_state(self, post_id: str) -> str:
+        """The stage's state in one post's record: the run's, or why it did not run for this post."""
+        reason = self.not_run.get(post_id)
+        return f"not run for this post: {reason}" if reason else str(self.state)
 
     def _load_backend(self):
         if self._backend is None:
@@ -139,6 +149,7 @@ class KnowledgeRunner:
     def knowledge(self, posts: Sequence[Post]) -> tuple[dict[str, str], dict[str, str]]:
         """(knowledge text, caption) by post id. The text is the hint, then the explanation, as in
         the files the recogniser is trained on (`gemner knowledge gazetteer --merge`)."""
+        self.not_run = {}
         if self.state.state == "off":
             return {}, {}
         known = self._file_knowledge()
