@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .app import app
+from .app import TrustRemoteCodeOpt, app
 from .console import err as console
 from .errors import friendly_errors
 
@@ -64,7 +64,7 @@ def load_source(dataset: str | None, posts: Path | None, split: str, images: Pat
 
 
 def make_captions(posts: list[Any], captioner: str | None, captions: Path | None, cache: Any,
-                  batch_size: int) -> dict[str, str]:
+                  batch_size: int, trust_remote_code: bool = False) -> dict[str, str]:
     """Captions by post id, from a file, a captioning model (cached per image), or none."""
     from ..knowledge.captioner import (
         CaptionInput,
@@ -95,7 +95,7 @@ def make_captions(posts: list[Any], captioner: str | None, captions: Path | None
     done = cache.captions(captioner)
     todo = [c for c in inputs if c.image is not None and str(c.image) not in done]
     if todo:
-        model = ModelCaptioner(captioner, batch_size=batch_size)
+        model = ModelCaptioner(captioner, batch_size=batch_size, trust_remote_code=trust_remote_code)
         by_id = {c.post_id: str(c.image) for c in todo}
         console.print(f"captioning {len(todo)} images with {captioner}")
         model.caption(todo, on_batch=lambda got: cache.put_captions(captioner, {by_id[k]: v for k, v in got.items()}))
@@ -107,7 +107,7 @@ def make_captions(posts: list[Any], captioner: str | None, captions: Path | None
 
 def make_backend(backend: str, model: str, *, batch_size: int, threads: int | None, max_new_tokens: int | None,
                  dtype: str, prefix_cache: bool, repetition_penalty: float, base_url: str, api_key_env: str,
-                 timeout: float, retries: int) -> Any:
+                 timeout: float, retries: int, trust_remote_code: bool = False) -> Any:
     from ..data.issues import DataError
 
     if backend == "local":
@@ -119,7 +119,7 @@ def make_backend(backend: str, model: str, *, batch_size: int, threads: int | No
                                 prefix_cache=prefix_cache, dtype=dtype, repetition_penalty=repetition_penalty,
                                 threads=threads)
         console.print(f"loading {model} ...")
-        return LocalLLMBackend(config)
+        return LocalLLMBackend(config, trust_remote_code=trust_remote_code)
     if backend == "openai":
         from ..knowledge.openai_llm import OpenAIChatBackend, OpenAIConfig
 
@@ -213,6 +213,7 @@ def build(
     timeout: Annotated[float, typer.Option(help="openai: seconds per attempt, connect to last byte.")] = 60.0,
     retries: Annotated[int, typer.Option(help="openai: retries after the first attempt.")] = 5,
     log_every: Annotated[float, typer.Option(help="Seconds between progress lines when not on a terminal.")] = 60.0,
+    trust_remote_code: TrustRemoteCodeOpt = False,
 ) -> None:
     """Ask the LLM for every post's explanation; resumable (rerun the same command), Ctrl-C safe."""
     from ..knowledge.cache import KnowledgeCache
@@ -223,10 +224,11 @@ def build(
     cache_path = cache or default_cache(source, backend, model)
     items = load_source(dataset, posts, split, images)
     with KnowledgeCache(cache_path) as store:
-        caption_of = make_captions(items, captioner, captions, store, batch_size)
+        caption_of = make_captions(items, captioner, captions, store, batch_size, trust_remote_code)
         llm = make_backend(backend, model, batch_size=batch_size, threads=threads, max_new_tokens=max_new_tokens,
                            dtype=dtype, prefix_cache=prefix_cache, repetition_penalty=repetition_penalty,
-                           base_url=base_url, api_key_env=api_key_env, timeout=timeout, retries=retries)
+                           base_url=base_url, api_key_env=api_key_env, timeout=timeout, retries=retries,
+                           trust_remote_code=trust_remote_code)
         console.print(f"{len(items)} posts from {source} ({split}); cache {cache_path}")
 
         def first_interrupt() -> None:

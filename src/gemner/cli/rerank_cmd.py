@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .app import app, train_app
+from .app import TrustRemoteCodeOpt, app, train_app
 from .console import err as console
 from .console import out as out_console
 from .errors import friendly_errors
@@ -77,6 +77,7 @@ def rerank(
     few_shot: FewShotOpt = None,
     threads: ThreadsOpt = None,
     device: DeviceOpt = None,
+    trust_remote_code: TrustRemoteCodeOpt = False,
 ) -> None:
     """Rerank the hard entities (H > gamma) of a predictions file with a reranker."""
     _threads(threads)
@@ -93,7 +94,7 @@ def rerank(
         raise DataError(f"unknown schema {dataset!r}; choose one of {', '.join(SCHEMAS)}")
     overrides = _overrides(gamma=gamma, k=k, mode=mode, length_norm=length_norm, bf16_inference=bf16,
                            few_shot=few_shot)
-    reranker = Reranker.load(model, overrides, device=device)
+    reranker = Reranker.load(model, overrides, device=device, trust_remote_code=trust_remote_code)
     cfg = reranker.config
     log = IssueLog()
     total = sum(1 for line in predictions.open(encoding="utf-8") if line.strip())
@@ -152,6 +153,7 @@ def train_reranker_cmd(
     few_shot: FewShotOpt = None,
     threads: ThreadsOpt = None,
     device: DeviceOpt = None,
+    trust_remote_code: TrustRemoteCodeOpt = False,
 ) -> None:
     """LoRA-tune a reranker on gold entities with training-style candidate sets (paper §3.3.2)."""
     _threads(threads)
@@ -175,7 +177,7 @@ def train_reranker_cmd(
     if dev_max:
         dev = load_dataset(dataset, "dev")
         dev_queries = gold_queries(dev.posts, dev.schema, cfg.k, cfg.seed + 1000, dev_max, captions)
-    reranker = Reranker.from_base(cfg, device=device, schema=train.schema)
+    reranker = Reranker.from_base(cfg, device=device, schema=train.schema, trust_remote_code=trust_remote_code)
     results: dict[str, Any] = {"dev_entities": len(dev_queries), "chance": chance_accuracy(dev_queries)}
     if eval_before and dev_queries:
         results["before"] = candidate_accuracy(reranker, dev_queries)
@@ -208,6 +210,7 @@ def eval_reranker(
     few_shot: FewShotOpt = None,
     threads: ThreadsOpt = None,
     device: DeviceOpt = None,
+    trust_remote_code: TrustRemoteCodeOpt = False,
 ) -> None:
     """Accuracy of picking the gold label among training-style candidates, per scoring rule."""
     _threads(threads)
@@ -219,7 +222,8 @@ def eval_reranker(
     gold = load_dataset(dataset, split)
     offset = 1000 if split == "dev" else 0  # the dev subset `train reranker` reports on
     queries = gold_queries(gold.posts, gold.schema, k, seed + offset, max_entities or None)
-    reranker = Reranker.load(model, _overrides(few_shot=few_shot), device=device)
+    reranker = Reranker.load(model, _overrides(few_shot=few_shot), device=device,
+                             trust_remote_code=trust_remote_code)
     accuracy = accuracy_by_scoring_rule(reranker, queries)
     chance = 100 * chance_accuracy(queries)
     out_console.print(f"{dataset} {split}, {len(queries)} entities, K={k}: chance {chance:.1f}%; "

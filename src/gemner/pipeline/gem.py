@@ -23,22 +23,25 @@ Triple = PredictedEntity  # (entity span and text, type, box-or-None) with its e
 
 
 class GEM:
-    def __init__(self, config: PipelineConfig, notify: Callable[[str], None] | None = None):
+    def __init__(self, config: PipelineConfig, notify: Callable[[str], None] | None = None, *,
+                 trust_remote_code: bool = False):
         self.config = config
         self.notify = notify or (lambda message: None)
         self.log = IssueLog()
-        self.knowledge = KnowledgeRunner(config.knowledge, self.notify)
-        self.recognizer = RecognizerRunner(config.recognizer)
-        self.reranker = RerankRunner(config.rerank, self.recognizer.schema, self.notify)
-        self.grounder = GroundRunner(config.ground, self.notify)
+        remote = {"trust_remote_code": trust_remote_code}  # the caller's choice; never the config file's
+        self.knowledge = KnowledgeRunner(config.knowledge, self.notify, **remote)
+        self.recognizer = RecognizerRunner(config.recognizer, **remote)
+        self.reranker = RerankRunner(config.rerank, self.recognizer.schema, self.notify, **remote)
+        self.grounder = GroundRunner(config.ground, self.notify, **remote)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path = "lite", changes: dict[str, Any] | None = None,
-                        notify: Callable[[str], None] | None = None) -> GEM:
+                        notify: Callable[[str], None] | None = None, *, trust_remote_code: bool = False) -> GEM:
         """Load a pipeline: preset name (`lite`, `paper`), YAML file, or folder with `gemner.yaml`.
-        `changes` edits the configuration, e.g. `{"rerank": {"enabled": False}}`."""
+        `changes` edits the configuration, e.g. `{"rerank": {"enabled": False}}`. `trust_remote_code`
+        lets the models' own Python code run; only pass True when you mean it."""
         config = load_config(name_or_path)
-        return cls(with_changes(config, changes) if changes else config, notify)
+        return cls(with_changes(config, changes) if changes else config, notify, trust_remote_code=trust_remote_code)
 
     @property
     def schema(self):

@@ -51,9 +51,10 @@ def _cache_path(config: KnowledgeStage) -> Path:
 class KnowledgeRunner:
     """Knowledge text per post: the configured file first, else gazetteer hint + LLM explanation."""
 
-    def __init__(self, config: KnowledgeStage, notify: Notify):
+    def __init__(self, config: KnowledgeStage, notify: Notify, *, trust_remote_code: bool = False):
         self.config = config
         self.notify = notify
+        self.trust_remote_code = trust_remote_code
         has_source = bool(config.file or config.gazetteer or config.llm)
         self.state = StageState() if config.enabled and has_source else StageState(
             "off", "" if not config.enabled else "no knowledge source configured")
@@ -117,7 +118,7 @@ class KnowledgeRunner:
 
                 self._backend = LocalLLMBackend(LocalLLMConfig(
                     model=settings.model, batch_size=settings.batch_size, max_new_tokens=settings.max_new_tokens,
-                    dtype=settings.dtype))
+                    dtype=settings.dtype), trust_remote_code=self.trust_remote_code)
             else:
                 from ..knowledge.openai_llm import OpenAIChatBackend, OpenAIConfig
 
@@ -144,7 +145,7 @@ class KnowledgeRunner:
         if self._captioner is None:
             from ..knowledge.captioner import ModelCaptioner
 
-            self._captioner = ModelCaptioner(self.config.captioner)
+            self._captioner = ModelCaptioner(self.config.captioner, trust_remote_code=self.trust_remote_code)
 
     def knowledge(self, posts: Sequence[Post]) -> tuple[dict[str, str], dict[str, str]]:
         """(knowledge text, caption) by post id. The text is the hint, then the explanation, as in
@@ -162,11 +163,12 @@ class KnowledgeRunner:
 
 
 class RecognizerRunner:
-    def __init__(self, config: RecognizerStage):
+    def __init__(self, config: RecognizerStage, *, trust_remote_code: bool = False):
         from ..recognize import Recognizer
 
         self.config = config
-        self.model = Recognizer.from_pretrained(config.model, device=config.device)
+        self.model = Recognizer.from_pretrained(config.model, device=config.device,
+                                                trust_remote_code=trust_remote_code)
         self.schema = self.model.schema
 
     def recognise(self, posts: Sequence[Post], knowledge: dict[str, str], log: IssueLog
@@ -177,7 +179,7 @@ class RecognizerRunner:
 
 
 class RerankRunner:
-    def __init__(self, config: RerankStage, schema, notify: Notify):
+    def __init__(self, config: RerankStage, schema, notify: Notify, *, trust_remote_code: bool = False):
         self.config = config
         self.schema = schema
         self.state = StageState() if config.enabled else StageState("off")
@@ -192,7 +194,8 @@ class RerankRunner:
                 from ..rerank.infer import static_prefix
                 from ..rerank.model import Reranker
 
-                self.reranker = Reranker.load(config.model, device=config.device)
+                self.reranker = Reranker.load(config.model, device=config.device,
+                                              trust_remote_code=trust_remote_code)
                 self.static = static_prefix(self.reranker) if config.mode == "score" else None
             except (MissingWeightsError, FileNotFoundError, OSError, DataError) as err:
                 self.state = StageState("unavailable", str(err))
@@ -213,7 +216,7 @@ class RerankRunner:
 
 
 class GroundRunner:
-    def __init__(self, config, notify: Notify):
+    def __init__(self, config, notify: Notify, *, trust_remote_code: bool = False):
         self.config = config
         self.state = StageState() if config.enabled else StageState("off")
         self.grounder = None
@@ -224,7 +227,7 @@ class GroundRunner:
             from ..ground.grounder import Grounder
 
             settings = GrounderConfig.model_validate(config.model_dump(exclude={"enabled"}))
-            self.grounder = Grounder.from_config(settings)
+            self.grounder = Grounder.from_config(settings, trust_remote_code=trust_remote_code)
         except (MissingWeightsError, FileNotFoundError, OSError) as err:
             self.state = StageState("unavailable", str(err))
             notify(f"ground: {err}; boxes are marked not computed")

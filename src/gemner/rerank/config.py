@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ..hub import ignore_remote_code_setting
 from .filter import PAPER_GAMMA
 
 PAPER_MODEL = "llava-hf/llava-1.5-7b-hf"
@@ -39,7 +40,12 @@ class RerankerConfig(BaseModel):
     few_shot: int = Field(0, ge=0, le=3, description="paper Table 7 examples as few-shot turns")
     use_caption: bool = Field(True, description="text-only models: add a Caption line when one is known")
     max_new_tokens: int = Field(16, ge=1, description="generate mode: answer length limit")
-    trust_remote_code: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_remote_code_switch(cls, data: Any) -> Any:
+        # `reranker.json` travels with the weights: it must not decide to run their code
+        return ignore_remote_code_setting(data, "a reranker config")
 
 
 PRESETS: dict[str, RerankerConfig] = {
