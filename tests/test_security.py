@@ -157,3 +157,21 @@ def test_every_transformers_load_goes_through_the_hub():
                     and isinstance(node.value, ast.Constant) and node.value.value is True and path.name != "hub.py":
                 offenders.append(f"{path.relative_to(SRC)}:{node.value.lineno} trust_remote_code=True")
     assert offenders == []
+
+
+def test_pipeline_and_recogniser_configs_reject_a_remote_code_switch(tmp_path):
+    from pydantic import ValidationError
+
+    from gemner.data.issues import DataError
+    from gemner.pipeline.config import load_config
+    from gemner.recognize.config import RecognizerConfig
+
+    for section in ("knowledge", "recognizer", "rerank", "ground"):
+        path = tmp_path / f"{section}.yaml"
+        stage = {"model": "somewhere"} if section == "recognizer" else {}
+        config = {"recognizer": {"model": "somewhere"}, section: {**stage, "trust_remote_code": True}}
+        path.write_text(json.dumps(config))
+        with pytest.raises(DataError, match="trust_remote_code"):
+            load_config(path)
+    with pytest.raises(ValidationError):
+        RecognizerConfig(encoder="minilm", trust_remote_code=True)
