@@ -182,6 +182,10 @@ def test_a_key_the_server_echoes_in_its_answer_is_masked(monkeypatch):
     with ChatServer() as server:
         result, _ = ask(OpenAIChatBackend(config(server)), "who am I [echo]")
     assert isinstance(result, Completion) and SECRET not in result.text and "Bearer ***" in result.text
+    monkeypatch.setenv(KEY_ENV, "EMPTY")  # a local server's placeholder is no secret: the answer stays whole
+    with ChatServer() as server:
+        result, _ = ask(OpenAIChatBackend(config(server)), "who am I [echo]")
+    assert isinstance(result, Completion) and "Bearer EMPTY" in result.text
 
 
 # ---- the same, met through `gemner knowledge build` / `export` -------------------------------------------

@@ -39,6 +39,7 @@ DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 # while a runaway or hostile reply cannot fill memory.
 DEFAULT_MAX_REPLY_BYTES = 1 << 20
 _READ_CHUNK = 64 * 1024
+MIN_SECRET_LENGTH = 8  # shorter "keys" are placeholders, not secrets (real API keys are 20+ characters)
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
 
@@ -132,10 +133,14 @@ class OpenAIChatBackend:
             headers["Authorization"] = f"Bearer {key}"
         return headers
 
-    def _scrub(self, text: str) -> str:
-        """Never let the key into a message, whatever a server echoes back."""
+    def _scrub(self, text: str, in_answer: bool = False) -> str:
+        """Never let the key into a message or a kept answer, whatever a server echoes back. In answers,
+        values too short to be secrets (placeholders such as `EMPTY` for local servers) stay: masking
+        them would mangle the text."""
         key = os.environ.get(self.config.api_key_env)
-        return text.replace(key, "***") if key else text
+        if not key or (in_answer and len(key) < MIN_SECRET_LENGTH):
+            return text
+        return text.replace(key, "***")
 
     def _attempt(self, request: Request) -> tuple[str, bool]:
         body = json.dumps({
@@ -151,7 +156,7 @@ class OpenAIChatBackend:
                 if deadline.expired:  # the cut-off reply may even parse: it is still a timeout
                     raise RetryableError(timed_out)
                 text, truncated = completion_from_json(reply)
-                return self._scrub(text), truncated
+                return self._scrub(text, in_answer=True), truncated
             except urllib.error.HTTPError as err:
                 with err:  # the error reply's connection is closed here, read or not
                     if deadline.expired:
