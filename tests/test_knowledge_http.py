@@ -1,24 +1,39 @@
 """The OpenAI-compatible backend against a real HTTP server on 127.0.0.1 that injects timeouts, 500s,
 429s, malformed JSON, dropped connections and slow replies: every item ends answered or reported,
-none twice, none lost."""
+none twice, none lost. Hostile servers too: a redirect to another origin gets neither the key nor
+trust, a trickled reply cannot outlast the timeout, a flood is cut at the size cap, an echoed key is
+masked, and `gemner knowledge build` fails loudly when posts fail."""
 
 from __future__ import annotations
 
+import json
 import random
+import socket
 import threading
+import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from gemner.cli.main import app
 from gemner.knowledge.backends import Completion, Failure, Request
 from gemner.knowledge.cache import KnowledgeCache
 from gemner.knowledge.job import SourcePost, run_job
-from gemner.knowledge.openai_llm import OpenAIChatBackend, OpenAIConfig, backoff_delay, parse_retry_after
+from gemner.knowledge.openai_llm import (
+    DEFAULT_MAX_REPLY_BYTES,
+    OpenAIChatBackend,
+    OpenAIConfig,
+    backoff_delay,
+    parse_retry_after,
+)
 from gemner.knowledge.prompt import build_messages
 from test_knowledge_support import ChatServer
 
 KEY_ENV = "GEMNER_TEST_LLM_KEY"
 SECRET = "sk-test-0123456789-secret"
+runner = CliRunner()
 
 
 def config(server: ChatServer, **overrides) -> OpenAIConfig:
@@ -121,3 +136,150 @@ def test_backoff_and_retry_after_parsing():
     assert backoff_delay(0, 1.0, 60.0, retry_after=5.0, rng=rng) >= 5.0
     assert parse_retry_after("2.5") == 2.5 and parse_retry_after("soon") is None
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == pytest.approx(10.0)
+
+
+# ---- hostile servers: redirects, trickles, floods, echoes --------------------------------------------
+
+def ask(backend: OpenAIChatBackend, tweet: str) -> tuple[object, float]:
+    began = time.monotonic()
+    result = backend.complete(Request("k", build_messages(tweet, "")))
+    return result, time.monotonic() - began
+
+
+def test_a_redirect_to_another_origin_is_not_followed_and_the_key_stays_home(monkeypatch):
+    monkeypatch.setenv(KEY_ENV, SECRET)
+    with ChatServer() as elsewhere, ChatServer(redirect_to=elsewhere.base_url + "/chat/completions") as server:
+        result, _ = ask(OpenAIChatBackend(config(server)), "follow me [redirect]")
+    assert isinstance(result, Failure) and result.attempts == 1  # refused at once, not retried, not trusted
+    assert f"{server.base_url}/chat/completions redirected to another origin" in result.error
+    assert f"{elsewhere.base_url}/chat/completions" in result.error and SECRET not in result.error
+    assert elsewhere.attempts == {} and elsewhere.auth_headers == set()  # nothing, key least of all, went there
+
+
+def test_timeout_bounds_the_whole_attempt_when_a_server_trickles_its_reply(monkeypatch):
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    with ChatServer() as server:  # a byte every 30 ms: no single read waits 0.5 s, the whole reply takes ~6 s
+        result, seconds = ask(OpenAIChatBackend(config(server, timeout=0.5, retries=0)), "trickle [drip:0.03]")
+    assert isinstance(result, Failure) and "timed out after 0.5s" in result.error
+    assert seconds < 1.5
+
+
+@pytest.mark.parametrize("mode", ["huge", "hugestream"])
+def test_a_reply_over_the_size_cap_is_refused(mode, monkeypatch):
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    with ChatServer() as server:
+        backend = OpenAIChatBackend(config(server, timeout=5.0))
+        assert backend.config.max_reply_bytes == DEFAULT_MAX_REPLY_BYTES == 1 << 20
+        result, _ = ask(backend, f"flood [{mode}:3000000]")
+        fine, _ = ask(backend, f"just under the cap [{mode}:1000000]")
+    assert isinstance(result, Failure) and result.attempts == 1
+    assert f"reply larger than {DEFAULT_MAX_REPLY_BYTES} bytes" in result.error
+    assert isinstance(fine, Completion) and len(fine.text) > 1_000_000
+
+
+def test_a_key_the_server_echoes_in_its_answer_is_masked(monkeypatch):
+    monkeypatch.setenv(KEY_ENV, SECRET)
+    with ChatServer() as server:
+        result, _ = ask(OpenAIChatBackend(config(server)), "who am I [echo]")
+    assert isinstance(result, Completion) and SECRET not in result.text and "Bearer ***" in result.text
+    monkeypatch.setenv(KEY_ENV, "EMPTY")  # a local server's placeholder is no secret: the answer stays whole
+    with ChatServer() as server:
+        result, _ = ask(OpenAIChatBackend(config(server)), "who am I [echo]")
+    assert isinstance(result, Completion) and "Bearer EMPTY" in result.text
+
+
+# ---- the same, met through `gemner knowledge build` / `export` -------------------------------------------
+
+def build_args(tmp_path: Path, base_url: str, tweets: list[str], *extra: str) -> list[str]:
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text("".join(json.dumps({"id": f"p{i}", "tokens": t.split()}) + "\n" for i, t in enumerate(tweets)))
+    return ["knowledge", "build", "--posts", str(posts), "--backend", "openai", "--model", "test-model",
+            "--base-url", base_url, "--api-key-env", KEY_ENV, "--cache", str(tmp_path / "cache" / "k.sqlite"),
+            "--retries", "0", "--timeout", "2", *extra]
+
+
+def unused_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_build_exits_non_zero_and_counts_failures_when_the_server_is_unreachable(tmp_path, monkeypatch):
+    monkeypatch.setenv(KEY_ENV, SECRET)
+    base_url = f"http://127.0.0.1:{unused_port()}/v1"
+    result = runner.invoke(app, build_args(tmp_path, base_url, ["one tweet", "another tweet", "a third"]))
+    assert result.exit_code == 1, result.output
+    assert "error: 3 of 3 posts failed" in result.output and "connection failed" in result.output
+    assert SECRET not in result.output
+
+
+def test_build_exits_non_zero_when_some_posts_fail(tmp_path):
+    with ChatServer() as server:
+        result = runner.invoke(app, build_args(tmp_path, server.base_url, ["fine", "refused [fail:400:9]"]))
+    assert result.exit_code == 1, result.output
+    assert "error: 1 of 2 posts failed" in result.output and "HTTP 400" in result.output
+
+
+def test_build_refuses_a_cross_origin_redirect_and_names_both_urls(tmp_path, monkeypatch):
+    monkeypatch.setenv(KEY_ENV, SECRET)
+    with ChatServer() as elsewhere, ChatServer(redirect_to=elsewhere.base_url + "/chat/completions") as server:
+        result = runner.invoke(app, build_args(tmp_path, server.base_url, ["follow me [redirect]"]))
+    assert result.exit_code == 1, result.output
+    assert server.base_url in result.output and elsewhere.base_url in result.output
+    assert "not followed" in result.output and SECRET not in result.output
+    assert elsewhere.auth_headers == set()
+
+
+def test_build_timeout_bounds_an_attempt_against_a_trickling_server(tmp_path):
+    with ChatServer() as server:
+        began = time.monotonic()
+        result = runner.invoke(app, build_args(tmp_path, server.base_url, ["trickle [drip:0.03]"], "--timeout", "1"))
+        seconds = time.monotonic() - began
+    assert result.exit_code == 1 and "timed out after 1s" in result.output, result.output
+    assert seconds < 4.0  # the trickled reply alone takes ~6 s
+
+
+def test_an_echoed_key_reaches_neither_the_cache_nor_the_export(tmp_path, monkeypatch):
+    monkeypatch.setenv(KEY_ENV, SECRET)
+    with ChatServer() as server:
+        result = runner.invoke(app, build_args(tmp_path, server.base_url, ["who am I [echo]"]))
+    assert result.exit_code == 0, result.output
+    exported = tmp_path / "knowledge.jsonl"
+    result = runner.invoke(app, ["knowledge", "export", "--cache", str(tmp_path / "cache" / "k.sqlite"),
+                                 "--output", str(exported)])
+    assert result.exit_code == 0, result.output
+    assert "Bearer ***" in exported.read_text()
+    for path in [exported, *(tmp_path / "cache").iterdir()]:  # the SQLite file and its journal
+        assert SECRET.encode() not in path.read_bytes(), path
+
+
+@pytest.fixture(scope="module")
+def recognizer_dir(tmp_path_factory) -> Path:
+    from gemner.recognize import Recognizer
+    from gemner.recognize.config import RecognizerConfig
+    from gemner.recognize.testing import TINY_SCHEMA, make_tiny_encoder
+
+    root = tmp_path_factory.mktemp("recognizer")
+    encoder = make_tiny_encoder(root / "encoder")
+    Recognizer.build(RecognizerConfig(encoder=str(encoder)), TINY_SCHEMA).save_pretrained(root / "checkpoint")
+    return root / "checkpoint"
+
+
+def test_predict_records_say_the_knowledge_stage_did_not_run_for_a_failed_post(recognizer_dir, tmp_path):
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text(json.dumps({"id": "fine", "tokens": ["obama", "visits", "paris"]}) + "\n"
+                     + json.dumps({"id": "refused", "tokens": ["france", "[fail:400:99]"]}) + "\n")
+    with ChatServer() as server:
+        config = tmp_path / "pipeline.yaml"
+        config.write_text(json.dumps({
+            "name": "llm-knowledge", "recognizer": {"model": str(recognizer_dir)},
+            "knowledge": {"llm": {"backend": "openai", "model": "test-model", "base_url": server.base_url,
+                                  "api_key_env": KEY_ENV}, "cache": str(tmp_path / "k.sqlite")},
+            "rerank": {"enabled": False}, "ground": {"enabled": False}}))
+        output = tmp_path / "out.jsonl"
+        result = runner.invoke(app, ["predict", "--config", str(config), "--input", str(posts), "--output",
+                                     str(output), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    records = {record["id"]: record for record in map(json.loads, output.read_text().splitlines())}
+    assert records["fine"]["stages"]["knowledge"] == "on"
+    assert records["refused"]["stages"]["knowledge"].startswith("not run for this post: LLM HTTP 400")

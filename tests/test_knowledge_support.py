@@ -56,13 +56,16 @@ def save_tiny_llama(folder: Path, extra_text: str = "") -> Path:
 class ChatServer:
     """`POST /v1/chat/completions` in a thread. The last user message picks the behaviour: a tag
     `[fail:MODE:N]` fails the first N attempts of that prompt with MODE (500, 429, timeout, malformed,
-    drop, 400), `[slow:S]` waits S seconds before answering. Every attempt is recorded."""
+    drop, 400), `[slow:S]` waits S seconds before answering, `[drip:S]` sends the whole reply a byte
+    every S seconds, `[huge:N]` answers N bytes of text (`[hugestream:N]`: without Content-Length),
+    `[echo]` answers with the Authorization header it got, `[redirect]` answers 302 to `redirect_to`.
+    Every attempt is recorded."""
 
-    def __init__(self, delay: float = 0.0, hang: float = 0.6):
+    def __init__(self, delay: float = 0.0, hang: float = 0.6, redirect_to: str = ""):
         import http.server
         import threading
 
-        self.delay, self.hang = delay, hang
+        self.delay, self.hang, self.redirect_to = delay, hang, redirect_to
         self.lock = threading.Lock()
         self.attempts: dict[str, list[tuple[float, str]]] = {}  # tweet -> [(arrival time, outcome)]
         self.in_flight = self.max_in_flight = 0
@@ -77,6 +80,9 @@ class ChatServer:
 
             def do_POST(self):
                 server.handle(self)
+
+            def do_GET(self):  # where a client that follows a POST's redirect lands
+                server.handle_get(self)
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
@@ -124,6 +130,19 @@ class ChatServer:
                 self.in_flight -= 1
                 history[attempt] = (history[attempt][0], outcome)
 
+    def handle_get(self, request) -> None:
+        import time
+
+        with self.lock:
+            self.auth_headers.add(request.headers.get("Authorization"))
+            self.attempts.setdefault("GET", []).append((time.monotonic(), "ok"))
+        payload = chat_reply('{"explanation": "an answer from wherever the redirect pointed"}')
+        request.send_response(200)
+        request.send_header("Content-Type", "application/json")
+        request.send_header("Content-Length", str(len(payload)))
+        request.end_headers()
+        request.wfile.write(payload)
+
     def _respond(self, request, tweet: str, attempt: int) -> str:
         import json
         import re
@@ -151,15 +170,58 @@ class ChatServer:
             request.end_headers()
             request.wfile.write(payload)
             return mode
+        special = re.search(r"\[(redirect|drip|huge|hugestream|echo)(?::([\d.]+))?\]", tweet)
+        if mode == "ok" and special:
+            return self._special(request, tweet, special.group(1), float(special.group(2) or 0))
         if mode == "malformed":
             payload = b'{"choices": [{"message": '
         else:
-            reply = json.dumps({"explanation": f"about {tweet}"})
-            payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": reply},
-                                               "finish_reason": "stop"}]}).encode()
+            payload = chat_reply(json.dumps({"explanation": f"about {tweet}"}))
         request.send_response(200)
         request.send_header("Content-Type", "application/json")
         request.send_header("Content-Length", str(len(payload)))
         request.end_headers()
         request.wfile.write(payload)
         return mode
+
+    def _special(self, request, tweet: str, mode: str, number: float) -> str:
+        import json
+        import time
+
+        if mode == "redirect":
+            request.send_response(302)
+            request.send_header("Location", self.redirect_to)
+            request.send_header("Content-Length", "0")
+            request.end_headers()
+            return mode
+        if mode in ("huge", "hugestream"):
+            payload = chat_reply(json.dumps({"explanation": "a" * int(number)}))
+        elif mode == "echo":
+            payload = chat_reply(json.dumps({"explanation": f"you sent {request.headers.get('Authorization')}"}))
+        else:  # drip: status line, headers and body, a byte at a time; ends when the client hangs up
+            payload = chat_reply(json.dumps({"explanation": f"about {tweet}"}))
+            raw = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                   + str(len(payload)).encode() + b"\r\n\r\n" + payload)
+            for byte in raw:
+                request.wfile.write(bytes([byte]))
+                request.wfile.flush()
+                time.sleep(number)
+            return mode
+        request.send_response(200)
+        request.send_header("Content-Type", "application/json")
+        if mode == "hugestream":
+            request.send_header("Connection", "close")
+            request.close_connection = True
+        else:
+            request.send_header("Content-Length", str(len(payload)))
+        request.end_headers()
+        for start in range(0, len(payload), 1 << 16):
+            request.wfile.write(payload[start:start + (1 << 16)])
+        return mode
+
+
+def chat_reply(content: str) -> bytes:
+    import json
+
+    return json.dumps({"choices": [{"message": {"role": "assistant", "content": content},
+                                    "finish_reason": "stop"}]}).encode()

@@ -9,22 +9,37 @@ Every model in gemner is named by a string. This module turns that string into s
   allowed (`GEMNER_ALLOW_DOWNLOAD=1` or `allow_download=True`).
 
 When weights are missing, `MissingWeightsError` says which model and how to provide it.
-Remote code is never trusted unless the caller passes `trust_remote_code=True` explicitly.
+
+Remote code (Python files shipped with a model, transformers' `trust_remote_code`) is decided here and
+nowhere else: `resolve(..., trust_remote_code=True)` is the only way to allow it, and every loader in
+gemner goes through `Pretrained.load`/`Pretrained.build`, which pass the decision to transformers
+explicitly (so it never prompts, and never runs a folder's code by default). Callers get the value from
+the person running the command (`--trust-remote-code`, or an API argument), never from a file: a config
+that travels with weights cannot switch it on (`ignore_remote_code_setting`).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 ALLOW_DOWNLOAD_ENV = "GEMNER_ALLOW_DOWNLOAD"
+REMOTE_CODE_KEY = "trust_remote_code"
+
+logger = logging.getLogger(__name__)
 
 
 class MissingWeightsError(RuntimeError):
     """The named weights are not available on this machine."""
+
+
+class RemoteCodeError(RuntimeError):
+    """The model needs its own Python code to load, and the person running gemner did not allow it."""
 
 
 @dataclass(frozen=True)
@@ -54,17 +69,55 @@ OFFLINE_ALIASES["HuggingFaceTB/SmolLM2-135M-Instruct"] = OFFLINE_ALIASES["smollm
 
 @dataclass(frozen=True)
 class Pretrained:
-    """Arguments for `from_pretrained`: `source` plus keyword arguments (gguf_file, local_files_only)."""
+    """Arguments for `from_pretrained`: `source` plus keyword arguments (gguf_file, local_files_only),
+    and whether the person running gemner allowed the model's own Python code to run."""
 
     name: str
     source: str
     kwargs: dict[str, Any] = field(default_factory=dict)
+    trust_remote_code: bool = False
 
     def load(self, cls: Any, **extra: Any) -> Any:
+        """`cls.from_pretrained(source, ...)`; remote code as decided in `resolve`, never per call."""
+        _refuse_remote_code_argument(extra)
         try:
-            return cls.from_pretrained(self.source, **{**self.kwargs, **extra})
+            return cls.from_pretrained(self.source, **{**self.kwargs, **extra},
+                                       trust_remote_code=self.trust_remote_code)
         except OSError as err:  # transformers raises OSError for absent files / unreachable hub
             raise MissingWeightsError(missing_message(self.name, str(err))) from err
+        except ValueError as err:
+            raise self._remote_code_refused(err) from err
+
+    def build(self, cls: Any, config: Any, **extra: Any) -> Any:
+        """`cls.from_config(config, ...)` (a model from a loaded config, weights to come), same rule."""
+        _refuse_remote_code_argument(extra)
+        try:
+            return cls.from_config(config, **extra, trust_remote_code=self.trust_remote_code)
+        except ValueError as err:
+            raise self._remote_code_refused(err) from err
+
+    def _remote_code_refused(self, err: ValueError) -> Exception:
+        if self.trust_remote_code or REMOTE_CODE_KEY not in str(err):
+            return err
+        return RemoteCodeError(
+            f"{self.name!r} ships Python code of its own that must run to load it; gemner runs it only when "
+            "you pass --trust-remote-code (trust_remote_code=True in Python), after reading that code")
+
+
+def _refuse_remote_code_argument(extra: Mapping[str, Any]) -> None:
+    if REMOTE_CODE_KEY in extra:
+        raise TypeError("remote code is allowed only through gemner.hub.resolve(..., trust_remote_code=...)")
+
+
+def ignore_remote_code_setting(data: Any, where: str) -> Any:
+    """`data` (a config read from a file) without a `trust_remote_code` entry: a file that travels with
+    weights must not decide to run code. A true value is dropped with a warning naming the way that works."""
+    if not isinstance(data, Mapping) or REMOTE_CODE_KEY not in data:
+        return data
+    if data[REMOTE_CODE_KEY]:
+        logger.warning("%s asks for trust_remote_code; ignored: only the person running gemner can allow "
+                       "remote code (--trust-remote-code, or trust_remote_code=True in the API)", where)
+    return {key: value for key, value in data.items() if key != REMOTE_CODE_KEY}
 
 
 def downloads_allowed(explicit: bool | None = None) -> bool:
@@ -92,8 +145,19 @@ def _module_folder(alias: OfflineAlias, name: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def resolve(name: str, allow_download: bool | None = None) -> Pretrained:
-    """Resolve a model name or path; raises MissingWeightsError with a how-to when unavailable."""
+def resolve(name: str, allow_download: bool | None = None, *, trust_remote_code: bool = False) -> Pretrained:
+    """Resolve a model name or path; raises MissingWeightsError with a how-to when unavailable.
+    `trust_remote_code` lets the model's own Python code run: pass True only when the person running
+    gemner asked for it."""
+    pretrained = _locate(name, allow_download)
+    if trust_remote_code is not True and trust_remote_code is not False:
+        raise TypeError(f"trust_remote_code must be True or False, not {trust_remote_code!r}")
+    if not trust_remote_code:
+        return pretrained
+    return Pretrained(pretrained.name, pretrained.source, pretrained.kwargs, trust_remote_code=True)
+
+
+def _locate(name: str, allow_download: bool | None) -> Pretrained:
     path = Path(name).expanduser()
     if path.exists():
         if path.is_file() and path.suffix == ".gguf":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 app = typer.Typer(
@@ -16,3 +18,8 @@ train_app = typer.Typer(help="Train one stage of the method.", no_args_is_help=T
 
 app.add_typer(data_app, name="data")
 app.add_typer(train_app, name="train")
+
+# Every command that loads models takes this flag; it is the only way remote code gets allowed.
+TrustRemoteCodeOpt = Annotated[bool, typer.Option(
+    "--trust-remote-code", help="Let models run Python code shipped with their weights (transformers' "
+    "trust_remote_code). Off unless given here: no config or checkpoint file can switch it on.")]

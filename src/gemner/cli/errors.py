@@ -9,12 +9,12 @@ from typing import TypeVar
 import typer
 
 from ..data.issues import DataError
-from ..hub import MissingWeightsError
+from ..hub import MissingWeightsError, RemoteCodeError
 from .console import err as err_console
 
 F = TypeVar("F", bound=Callable)
 
-EXPECTED_ERRORS: tuple[type[Exception], ...] = (DataError, MissingWeightsError, FileNotFoundError)
+EXPECTED_ERRORS: tuple[type[Exception], ...] = (DataError, MissingWeightsError, RemoteCodeError, FileNotFoundError)
 
 
 def friendly_errors(func: F) -> F:

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from .app import app, train_app
+from .app import TrustRemoteCodeOpt, app, train_app
 from .console import err as err_console
 from .console import out as console
 from .errors import friendly_errors
@@ -58,6 +58,7 @@ def ground(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     bf16: Annotated[bool, typer.Option(help="Run the models in bfloat16.")] = False,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
+    trust_remote_code: TrustRemoteCodeOpt = False,
 ) -> None:
     """Ground entities in one image (`--image`), or fill in the boxes of a predictions file (`--predictions`)."""
     if ctx.invoked_subcommand is not None:
@@ -73,11 +74,11 @@ def ground(
     config = _config(preset, model, segmenter, sam_model, threshold, trace_layer, device, bf16)
     if image is not None:
         queries = _queries(entity or [], category or [])
-        _ground_one(Grounder.from_config(config), image, queries, overlay)
+        _ground_one(Grounder.from_config(config, trust_remote_code=trust_remote_code), image, queries, overlay)
     else:
         if output is None:
             raise typer.BadParameter("batch mode needs --output")
-        _ground_file(Grounder.from_config(config), predictions, images, output)
+        _ground_file(Grounder.from_config(config, trust_remote_code=trust_remote_code), predictions, images, output)
 
 
 def _queries(entities: list[str], categories: list[str]):
@@ -179,6 +180,7 @@ def train_grounder(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (0).")] = None,
+    trust_remote_code: TrustRemoteCodeOpt = False,
 ) -> None:
     """Fine-tune BLIP's ITM on (entity, category, image, has-box) from the benchmark (paper §3.4.1)."""
     from ..data import IssueLog
@@ -194,6 +196,7 @@ def train_grounder(
         train_grounder_checkpoint(
             dataset, images, output, base_model=model or PAPER_ITM_MODEL, config=config,
             category_field=category_field, tune=tune, max_posts=max_posts, device=device, issues=log,
+            trust_remote_code=trust_remote_code,
             log=lambda line: err_console.print(line, highlight=False))
     finally:
         for issue in log.issues[:20]:

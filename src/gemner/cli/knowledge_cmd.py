@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from ..knowledge.builder import LLMSettings
-from .app import app
+from .app import TrustRemoteCodeOpt, app
 from .console import err as console
 from .errors import friendly_errors
 
@@ -118,9 +118,11 @@ def build(
     base_url: Annotated[str, typer.Option(help="openai: server base URL.")] = _LLM["base_url"],
     api_key_env: Annotated[str, typer.Option(
         help="openai: NAME of the env variable holding the API key.")] = _LLM["api_key_env"],
-    timeout: Annotated[float | None, typer.Option(help="openai: seconds per attempt (60).")] = None,
+    timeout: Annotated[float | None, typer.Option(
+        help="openai: seconds per attempt, connect to last byte (60).")] = None,
     retries: Annotated[int | None, typer.Option(help="openai: retries after the first attempt (5).")] = None,
     log_every: Annotated[float, typer.Option(help="Seconds between progress lines when not on a terminal.")] = 60.0,
+    trust_remote_code: TrustRemoteCodeOpt = False,
 ) -> None:
     """Ask the LLM for every post's explanation; resumable (rerun the same command), Ctrl-C safe."""
     from ..knowledge.builder import KnowledgeBuild, build_knowledge, load_source, source_name
@@ -134,7 +136,7 @@ def build(
         **{key: value for key, value in given.items() if value is not None}})
     source = source_name(dataset, posts)
     job = KnowledgeBuild(source, load_source(dataset, posts, split, images, _note), llm, captioner, captions, cache,
-                         shots, limit)
+                         shots, limit, trust_remote_code)
 
     def first_interrupt() -> None:
         console.print("[yellow]interrupted:[/] finishing the work in flight (Ctrl-C again to abandon it) ...")
@@ -144,6 +146,9 @@ def build(
     print_report(report, job.cache_file)
     if report.interrupted:
         raise typer.Exit(130)  # the shell's code for "stopped by Ctrl-C"
+    if report.failed:  # an unreachable server fails every post: never a quiet success
+        console.print(f"[bold red]error:[/] {report.failed} of {report.total_posts} posts failed", highlight=False)
+        raise typer.Exit(1)
 
 
 def print_report(report: Any, cache_path: Path) -> None:

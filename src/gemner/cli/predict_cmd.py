@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from .app import app
+from .app import TrustRemoteCodeOpt, app
 from .console import err as console
 from .console import out as out_console
 from .errors import friendly_errors
@@ -72,6 +72,7 @@ def predict(
     max_posts: Annotated[int | None, typer.Option(help="Only the first N posts (smoke runs).")] = None,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    trust_remote_code: TrustRemoteCodeOpt = False,
 ) -> None:
     """Knowledge -> recogniser -> sample filter + reranker -> grounder, written as triples JSONL."""
     from ..pipeline.config import SWITCH_ABLATIONS, predict_config
@@ -89,7 +90,8 @@ def predict(
     posts, log = _posts(dataset, split, input, text, image, images, max_posts)
     if output is None and text is None:
         raise typer.BadParameter("--output is required (except for a single --text post)")
-    gem = GEM(pipeline, notify=lambda message: console.print(f"[yellow]note:[/] {message}", highlight=False))
+    gem = GEM(pipeline, notify=lambda message: console.print(f"[yellow]note:[/] {message}", highlight=False),
+              trust_remote_code=trust_remote_code)
     console.print("stages: " + "; ".join(f"{k} {v}" for k, v in gem.stages().items()), highlight=False)
     if output is None:
         result = next(gem.predict_batch(posts, keep_heatmaps=visualize is not None))

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .app import app, train_app
+from .app import TrustRemoteCodeOpt, app, train_app
 from .console import err as console
 from .errors import friendly_errors
 
@@ -51,6 +51,7 @@ def train_recognizer_cmd(
     threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
     device: Annotated[str, typer.Option(help="torch device (cpu, cuda).")] = "cpu",
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    trust_remote_code: TrustRemoteCodeOpt = False,
 ) -> None:
     """Train the recogniser; the best-on-dev checkpoint goes to OUTPUT, the resumable state to OUTPUT/last."""
     import torch
@@ -84,7 +85,8 @@ def train_recognizer_cmd(
         console.print(f"{dataset} has one label granularity: one path + {config.head} (MGP and MGA off)")
     result = train_recognizer(config, dev.schema, train, dev_posts, output,
                               knowledge=read_knowledge(knowledge), resume=resume, progress=progress, device=device,
-                              log=lambda message: console.print(message, highlight=False))
+                              log=lambda message: console.print(message, highlight=False),
+                              trust_remote_code=trust_remote_code)
     console.print(f"best dev MNER F1 {result.best_dev_f1:.2f} at epoch {result.best_epoch}; "
                   f"checkpoint {result.output} ({result.seconds / 60:.1f} min)")
 

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from ..rerank.config import PAPER_GAMMA, PAPER_K
-from .app import app, train_app
+from .app import TrustRemoteCodeOpt, app, train_app
 from .console import err as console
 from .console import out as out_console
 from .errors import friendly_errors
@@ -53,6 +53,7 @@ def rerank(
     few_shot: FewShotOpt = None,
     threads: ThreadsOpt = None,
     device: DeviceOpt = None,
+    trust_remote_code: TrustRemoteCodeOpt = False,
 ) -> None:
     """Rerank the hard entities (H > gamma) of a predictions file with a reranker."""
     _threads(threads)
@@ -69,7 +70,7 @@ def rerank(
     if dataset is not None and dataset not in SCHEMAS:
         raise DataError(f"unknown schema {dataset!r}; choose one of {', '.join(SCHEMAS)}")
     given = overrides(gamma=gamma, k=k, mode=mode, length_norm=length_norm, bf16_inference=bf16, few_shot=few_shot)
-    reranker = Reranker.load(model, given, device=device)
+    reranker = Reranker.load(model, given, device=device, trust_remote_code=trust_remote_code)
     cfg = reranker.config
     log = IssueLog()
     total = sum(1 for line in predictions.open(encoding="utf-8") if line.strip())
@@ -128,6 +129,7 @@ def train_reranker_cmd(
     few_shot: FewShotOpt = None,
     threads: ThreadsOpt = None,
     device: DeviceOpt = None,
+    trust_remote_code: TrustRemoteCodeOpt = False,
 ) -> None:
     """LoRA-tune a reranker on gold entities with training-style candidate sets (paper §3.3.2)."""
     _threads(threads)
@@ -143,6 +145,7 @@ def train_reranker_cmd(
                            batch_size=batch_size, seed=seed, bf16=bf16, few_shot=few_shot)
     train_reranker_on_dataset(config, dataset, output, captions=read_captions(knowledge), dev_max=dev_max,
                               eval_before=eval_before, save_every=save_every, device=device,
+                              trust_remote_code=trust_remote_code,
                               log=lambda line: console.print(line, highlight=False))
     console.print(f"saved reranker to {output}")
 
@@ -160,6 +163,7 @@ def eval_reranker(
     few_shot: FewShotOpt = None,
     threads: ThreadsOpt = None,
     device: DeviceOpt = None,
+    trust_remote_code: TrustRemoteCodeOpt = False,
 ) -> None:
     """Accuracy of picking the gold label among training-style candidates, per scoring rule."""
     _threads(threads)
@@ -171,7 +175,8 @@ def eval_reranker(
 
     gold = load_dataset(dataset, split)
     queries = split_queries(gold.posts, gold.schema, split, k, seed, max_entities or None)
-    reranker = Reranker.load(model, overrides(few_shot=few_shot), device=device)
+    reranker = Reranker.load(model, overrides(few_shot=few_shot), device=device,
+                             trust_remote_code=trust_remote_code)
     accuracy = accuracy_by_scoring_rule(reranker, queries)
     chance = 100 * chance_accuracy(queries)
     out_console.print(f"{dataset} {split}, {len(queries)} entities, K={k}: chance {chance:.1f}%; "

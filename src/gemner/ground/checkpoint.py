@@ -40,7 +40,8 @@ def read_grounder_settings(folder: str | Path) -> dict[str, Any]:
 def train_grounder_checkpoint(dataset: str, images: str | Path, output: str | Path, *, base_model: str,
                               config: GrounderTrainConfig, category_field: CategoryField = "type",
                               tune: bool = True, max_posts: int | None = None, device: str = "auto",
-                              log: Callable[[str], None] = print, issues: IssueLog | None = None
+                              log: Callable[[str], None] = print, issues: IssueLog | None = None,
+                              trust_remote_code: bool = False
                               ) -> dict[str, Any]:
     """Fine-tune the ITM on the dataset's (entity, category, image, has-box) examples, tune the P_T
     threshold on dev when asked, and save the checkpoint; returns its `grounder.json` settings.
@@ -57,7 +58,8 @@ def train_grounder_checkpoint(dataset: str, images: str | Path, output: str | Pa
                                       category_field, issues)
     if not train_items:
         raise DataError(f"no train post of {dataset} has a readable image under {images}")
-    matcher = EntityImageMatcher.from_pretrained(base_model, device=resolve_device(device))
+    matcher = EntityImageMatcher.from_pretrained(base_model, device=resolve_device(device),
+                                                 trust_remote_code=trust_remote_code)
     log(f"fine-tuning {base_model} on {len(train_items)} images ...")
 
     def progress(step: int, loss: float) -> None:

@@ -47,15 +47,17 @@ class Grounder:
         self.config = config
 
     @classmethod
-    def from_config(cls, config: GrounderConfig) -> Grounder:
-        """Load the ITM model and the segmenter (MissingWeightsError, with a how-to, when absent)."""
+    def from_config(cls, config: GrounderConfig, *, trust_remote_code: bool = False) -> Grounder:
+        """Load the ITM model and the segmenter (MissingWeightsError, with a how-to, when absent).
+        `trust_remote_code`: let the models' own Python code run (only when the user asked)."""
         config = with_saved_settings(config)
         device = resolve_device(config.device)
         dtype = torch_dtype(config.dtype)
         matcher = EntityImageMatcher.from_pretrained(
             config.itm_model, trace_layer=config.trace_layer, max_text_length=config.max_text_length,
-            device=device, dtype=dtype)
-        segmenter = build_segmenter(config.segmenter, config.sam_model, device=device, dtype=dtype)
+            device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+        segmenter = build_segmenter(config.segmenter, config.sam_model, device=device, dtype=dtype,
+                                    trust_remote_code=trust_remote_code)
         return cls(matcher, segmenter, config)
 
     def ground(self, images: Sequence[Image.Image], queries: Sequence[Sequence[Query]],

@@ -50,14 +50,14 @@ class EntityImageMatcher:
         self.dtype = dtype
 
     @classmethod
-    def from_pretrained(cls, name: str, **kwargs) -> EntityImageMatcher:
+    def from_pretrained(cls, name: str, *, trust_remote_code: bool = False, **kwargs) -> EntityImageMatcher:
         """Load by name or path through `gemner.hub` (MissingWeightsError when weights are absent)."""
         from transformers import AutoTokenizer, BlipForImageTextRetrieval
 
         from ..hub import resolve
         from .processors import blip_image_processor
 
-        pretrained = resolve(name)
+        pretrained = resolve(name, trust_remote_code=trust_remote_code)
         model = pretrained.load(BlipForImageTextRetrieval)
         tokenizer = pretrained.load(AutoTokenizer)
         image_processor = pretrained.load(blip_image_processor())

@@ -49,14 +49,14 @@ class SamSegmenter:
         self.dtype = dtype
 
     @classmethod
-    def from_pretrained(cls, name: str, **kwargs) -> SamSegmenter:
+    def from_pretrained(cls, name: str, *, trust_remote_code: bool = False, **kwargs) -> SamSegmenter:
         """Load a SAM checkpoint (a preset name, hub id or path); MissingWeightsError when absent."""
         from transformers import SamModel
 
         from ..hub import resolve
         from .processors import sam_image_processor
 
-        pretrained = resolve(SAM_PRESETS.get(name, name))
+        pretrained = resolve(SAM_PRESETS.get(name, name), trust_remote_code=trust_remote_code)
         return cls(pretrained.load(SamModel), pretrained.load(sam_image_processor()), **kwargs)
 
     @torch.no_grad()

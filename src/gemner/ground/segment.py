@@ -196,7 +196,8 @@ SEGMENTERS = ("sam", "region", "heatmap")
 
 
 def build_segmenter(kind: str, sam_model: str = "facebook/sam-vit-base", *,
-                    device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Segmenter:
+                    device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+                    trust_remote_code: bool = False) -> Segmenter:
     if kind == "region":
         return RegionGrowingSegmenter()
     if kind == "heatmap":
@@ -204,5 +205,5 @@ def build_segmenter(kind: str, sam_model: str = "facebook/sam-vit-base", *,
     if kind == "sam":
         from .sam import SamSegmenter
 
-        return SamSegmenter.from_pretrained(sam_model, device=device, dtype=dtype)
+        return SamSegmenter.from_pretrained(sam_model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
     raise ValueError(f"unknown segmenter {kind!r}; choose one of {', '.join(SEGMENTERS)}")

@@ -70,8 +70,9 @@ def cache_path(explicit: str | Path | None) -> Path:
     return Path(explicit).expanduser() if explicit else default_cache_path()
 
 
-def make_backend(settings: LLMSettings, notify: Notify = lambda _m: None) -> Any:
-    """The LLM backend the settings describe (loads local weights; raises MissingWeightsError)."""
+def make_backend(settings: LLMSettings, notify: Notify = lambda _m: None, *, trust_remote_code: bool = False) -> Any:
+    """The LLM backend the settings describe (loads local weights; raises MissingWeightsError).
+    `trust_remote_code` comes from the person running the command, never from a settings file."""
     if settings.backend == "local":
         from .local_llm import LocalLLMBackend, LocalLLMConfig
 
@@ -79,7 +80,8 @@ def make_backend(settings: LLMSettings, notify: Notify = lambda _m: None) -> Any
         return LocalLLMBackend(LocalLLMConfig(
             model=settings.model, batch_size=settings.batch_size, max_new_tokens=settings.max_new_tokens,
             prefix_cache=settings.prefix_cache, dtype=settings.dtype,
-            repetition_penalty=settings.repetition_penalty, threads=settings.threads))
+            repetition_penalty=settings.repetition_penalty, threads=settings.threads),
+            trust_remote_code=trust_remote_code)
     from .openai_llm import OpenAIChatBackend, OpenAIConfig
 
     given = {"threads": settings.threads, "timeout": settings.timeout, "retries": settings.retries}
@@ -119,7 +121,8 @@ def load_source(dataset: str | None, posts: Path | None, split: str, images: Pat
 
 # ---- captions ------------------------------------------------------------------------------------
 def caption_posts(posts: Sequence[SourcePost], captioner: str | None, captions_file: Path | None, cache: Any,
-                  batch_size: int = 16, notify: Notify = lambda _m: None, model: Any = None) -> dict[str, str]:
+                  batch_size: int = 16, notify: Notify = lambda _m: None, model: Any = None,
+                  trust_remote_code: bool = False) -> dict[str, str]:
     """Captions by post id: from a captions file, a captioning model (each image captioned once, kept in
     the cache), or empty. `model` is an already loaded `ModelCaptioner` to reuse."""
     from .captioner import CaptionInput, CaptionsFile, check_caption_source, describe_missing_images
@@ -147,7 +150,7 @@ def caption_posts(posts: Sequence[SourcePost], captioner: str | None, captions_f
     if todo:
         from .captioner import ModelCaptioner
 
-        model = model or ModelCaptioner(captioner, batch_size=batch_size)
+        model = model or ModelCaptioner(captioner, batch_size=batch_size, trust_remote_code=trust_remote_code)
         image_of = {c.post_id: str(c.image) for c in todo}
         notify(f"captioning {len(todo)} images with {captioner}")
         model.caption(todo, on_batch=lambda got: cache.put_captions(captioner, {image_of[k]: v
@@ -171,6 +174,7 @@ class KnowledgeBuild:
     cache: Path | None = None
     shots: int = 3
     limit: int | None = None
+    trust_remote_code: bool = False  # given by the person running the command only
 
     @property
     def cache_file(self) -> Path:
@@ -184,20 +188,25 @@ def build_knowledge(build: KnowledgeBuild, notify: Notify = lambda _m: None, *,
 
     with KnowledgeCache(build.cache_file) as store:
         captions = caption_posts(build.posts, build.captioner, build.captions_file, store, build.llm.batch_size,
-                                 notify)
-        backend = make_backend(build.llm, notify)
+                                 notify, trust_remote_code=build.trust_remote_code)
+        backend = make_backend(build.llm, notify, trust_remote_code=build.trust_remote_code)
         notify(f"{len(build.posts)} posts from {build.source}; cache {build.cache_file}")
         return run_job(store, backend, build.source, build.posts, captions, shots=build.shots, limit=build.limit,
                        stop=stop, on_progress=on_progress)
 
 
 def explain_posts(cache_file: Path, backend: Any, posts: Sequence[Post], captions: dict[str, str],
-                  source: str = "predict") -> dict[str, str]:
-    """The pipeline's knowledge for a batch: the cached answer of each post, asking the LLM for the rest."""
+                  source: str = "predict") -> tuple[dict[str, str], dict[str, str]]:
+    """The pipeline's knowledge for a batch: the cached answer of each post, asking the LLM for the rest.
+    Returns (explanation by post id, why there is none by post id) so a record can say the stage did not run."""
     from .cache import KnowledgeCache
 
     with KnowledgeCache(cache_file) as cache:
-        run_job(cache, backend, source, [SourcePost.from_post(p, source) for p in posts], captions)
+        report = run_job(cache, backend, source, [SourcePost.from_post(p, source) for p in posts], captions)
         wanted = {p.id for p in posts}
-        return {row.post_id: row.answer.explanation for row in cache.export_rows(source, backend.name, backend.model)
-                if row.post_id in wanted and row.answer is not None}
+        found = {row.post_id: row.answer.explanation
+                 for row in cache.export_rows(source, backend.name, backend.model)
+                 if row.post_id in wanted and row.answer is not None}
+    errors = {post_id: error for error, ids in report.failures.items() for post_id in ids}
+    missing = {p.id: f"LLM {errors.get(p.id, 'gave no answer')}" for p in posts if p.id not in found}
+    return found, missing

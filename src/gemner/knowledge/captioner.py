@@ -78,13 +78,14 @@ class ModelCaptioner:
     """Batched captions from an HF captioning model; unreadable images get "" and are reported."""
 
     def __init__(self, model: str, *, batch_size: int = 8, max_new_tokens: int = 30, prompt: str | None = None,
-                 log: IssueLog | None = None, loaded: tuple[Any, Any] | None = None):
+                 log: IssueLog | None = None, loaded: tuple[Any, Any] | None = None,
+                 trust_remote_code: bool = False):
         self.name = model
         self.batch_size = max(1, batch_size)
         self.max_new_tokens = max_new_tokens
         self.prompt = prompt  # some captioners (BLIP-2 chat variants) want a text prompt; BLIP wants none
         self.log = log or IssueLog()
-        self.processor, self.model = loaded if loaded is not None else _load(model)
+        self.processor, self.model = loaded if loaded is not None else _load(model, trust_remote_code)
 
     def caption(self, posts: Sequence[CaptionInput], on_batch: Callable[[dict[str, str]], None] | None = None,
                 ) -> dict[str, str]:
@@ -129,12 +130,12 @@ class ModelCaptioner:
         return [" ".join(text.split()) for text in texts]
 
 
-def _load(name: str) -> tuple[Any, Any]:
+def _load(name: str, trust_remote_code: bool) -> tuple[Any, Any]:
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     from ..hub import resolve
 
-    pretrained = resolve(name)
+    pretrained = resolve(name, trust_remote_code=trust_remote_code)
     processor = pretrained.load(AutoProcessor)
     model = pretrained.load(AutoModelForImageTextToText).eval()
     return processor, model

@@ -33,7 +33,8 @@ class LocalLLMConfig:
 class LocalLLMBackend:
     name = "local"
 
-    def __init__(self, config: LocalLLMConfig, *, model: Any = None, tokenizer: Any = None):
+    def __init__(self, config: LocalLLMConfig, *, model: Any = None, tokenizer: Any = None,
+                 trust_remote_code: bool = False):
         import torch
 
         self.config = config
@@ -45,7 +46,7 @@ class LocalLLMBackend:
 
             from ..hub import resolve
 
-            pretrained = resolve(config.model)
+            pretrained = resolve(config.model, trust_remote_code=trust_remote_code)
             tokenizer = pretrained.load(AutoTokenizer)
             model = pretrained.load(AutoModelForCausalLM, dtype=getattr(torch, config.dtype))
         self.tokenizer = tokenizer

@@ -2,10 +2,16 @@
 
 Works with any server speaking `POST {base_url}/chat/completions` (OpenAI, vLLM, llama.cpp, Ollama, ...).
 The API key is read from an environment variable whose *name* is configurable; its value is never
-logged, stored, or put into an error message. Requests run on a bounded thread pool; each one is
-retried on 429, 5xx, timeouts, dropped connections and malformed replies, with exponential backoff and
-full jitter (a server's Retry-After is honoured). Other 4xx answers fail at once. What still fails is
-returned as a `Failure` and ends up in the run's final report.
+logged, stored, put into an error message, or sent anywhere but the configured origin: redirects are
+never followed (a POST cannot follow one without being rewritten, and following one to another host
+would hand it the key), and a key a server echoes back is masked before the answer is kept.
+
+Each attempt has one deadline, `timeout` seconds from connecting to the last byte of the reply, so a
+server that trickles bytes cannot hold it longer; replies over `max_reply_bytes` are refused unread.
+Requests run on a bounded thread pool; each one is retried on 429, 5xx, timeouts, dropped connections
+and malformed replies, with exponential backoff and full jitter (a server's Retry-After is honoured).
+Other 4xx answers, redirects and oversized replies fail at once. What still fails is returned as a
+`Failure` and ends up in the run's final report.
 """
 
 from __future__ import annotations
@@ -15,10 +21,10 @@ import http.client
 import json
 import os
 import random
-import socket
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -26,8 +32,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from .backends import Completion, Failure, Request, Result, ResultCallback
+from .http_transport import Deadline, display_url, same_origin
 
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
+# A chat completion of a few hundred tokens is a few KiB; 1 MiB leaves room for verbose servers
+# while a runaway or hostile reply cannot fill memory.
+DEFAULT_MAX_REPLY_BYTES = 1 << 20
+_READ_CHUNK = 64 * 1024
+MIN_SECRET_LENGTH = 8  # shorter "keys" are placeholders, not secrets (real API keys are 20+ characters)
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
 
@@ -39,7 +51,8 @@ class OpenAIConfig:
     max_tokens: int = 256
     temperature: float = 0.0
     threads: int = 8  # requests in flight at once
-    timeout: float = 60.0  # seconds per attempt
+    timeout: float = 60.0  # seconds per attempt, connecting to the reply's last byte
+    max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES
     retries: int = 5  # attempts after the first
     backoff_base: float = 1.0  # seconds; the n-th retry waits up to base * 2**n
     backoff_max: float = 60.0
@@ -120,10 +133,14 @@ class OpenAIChatBackend:
             headers["Authorization"] = f"Bearer {key}"
         return headers
 
-    def _scrub(self, text: str) -> str:
-        """Never let the key into a message, whatever a server echoes back."""
+    def _scrub(self, text: str, in_answer: bool = False) -> str:
+        """Never let the key into a message or a kept answer, whatever a server echoes back. In answers,
+        values too short to be secrets (placeholders such as `EMPTY` for local servers) stay: masking
+        them would mangle the text."""
         key = os.environ.get(self.config.api_key_env)
-        return text.replace(key, "***") if key else text
+        if not key or (in_answer and len(key) < MIN_SECRET_LENGTH):
+            return text
+        return text.replace(key, "***")
 
     def _attempt(self, request: Request) -> tuple[str, bool]:
         body = json.dumps({
@@ -131,23 +148,60 @@ class OpenAIChatBackend:
             "max_tokens": self.config.max_tokens, "temperature": self.config.temperature,
         }).encode("utf-8")
         http_request = urllib.request.Request(self.url, data=body, headers=self._headers(), method="POST")
-        try:
-            with urllib.request.urlopen(http_request, timeout=self.config.timeout) as response:
-                return completion_from_json(response.read())
-        except urllib.error.HTTPError as err:
-            detail = _error_detail(err)
-            message = self._scrub(f"HTTP {err.code}{': ' + detail if detail else ''}")
-            if err.code in RETRY_STATUSES:
-                raise RetryableError(message, parse_retry_after(err.headers.get("Retry-After"))) from None
-            raise PermanentError(message) from None
-        except TimeoutError:
-            raise RetryableError(f"timed out after {self.config.timeout:g}s") from None
-        except urllib.error.URLError as err:
-            if isinstance(err.reason, (TimeoutError, socket.timeout)):
-                raise RetryableError(f"timed out after {self.config.timeout:g}s") from None
-            raise RetryableError(self._scrub(f"connection failed ({err.reason})")) from None
-        except (ConnectionError, http.client.HTTPException, OSError) as err:
-            raise RetryableError(self._scrub(f"connection failed ({type(err).__name__})")) from None
+        timed_out = f"timed out after {self.config.timeout:g}s"
+        with Deadline(self.config.timeout) as deadline:
+            try:
+                with deadline.opener().open(http_request, timeout=self.config.timeout) as response:
+                    reply = self._read_reply(response)
+                if deadline.expired:  # the cut-off reply may even parse: it is still a timeout
+                    raise RetryableError(timed_out)
+                text, truncated = completion_from_json(reply)
+                return self._scrub(text, in_answer=True), truncated
+            except urllib.error.HTTPError as err:
+                with err:  # the error reply's connection is closed here, read or not
+                    if deadline.expired:
+                        raise RetryableError(timed_out) from None
+                    raise self._http_error(err) from None
+            except TimeoutError:
+                raise RetryableError(timed_out) from None
+            except urllib.error.URLError as err:
+                if deadline.expired or isinstance(err.reason, TimeoutError):
+                    raise RetryableError(timed_out) from None
+                raise RetryableError(self._scrub(f"connection failed ({err.reason})")) from None
+            except (ConnectionError, http.client.HTTPException, OSError) as err:
+                if deadline.expired:
+                    raise RetryableError(timed_out) from None
+                raise RetryableError(self._scrub(f"connection failed ({type(err).__name__})")) from None
+
+    def _read_reply(self, response: Any) -> bytes:
+        """The whole body, refused once it passes `max_reply_bytes` (before reading, when announced)."""
+        cap = self.config.max_reply_bytes
+        too_big = PermanentError(f"reply larger than {cap} bytes (max_reply_bytes); not read")
+        announced = response.headers.get("Content-Length")
+        if announced and announced.strip().isdigit() and int(announced) > cap:
+            raise too_big
+        chunks, size = [], 0
+        while chunk := response.read(min(_READ_CHUNK, cap + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > cap:
+                raise too_big
+        return b"".join(chunks)
+
+    def _http_error(self, err: urllib.error.HTTPError) -> Exception:
+        """An error status as the exception `complete` acts on; a redirect names both URLs."""
+        if 300 <= err.code < 400:
+            target = urllib.parse.urljoin(self.url, err.headers.get("Location", "") or "")
+            where = "another URL" if same_origin(target, self.url) else "another origin"
+            return PermanentError(self._scrub(
+                f"HTTP {err.code}: {display_url(self.url)} redirected to {where}, {display_url(target)}; "
+                "not followed (the API key is only ever sent to the configured URL): "
+                "set the base URL to the server that answers"))
+        detail = _error_detail(err)
+        message = self._scrub(f"HTTP {err.code}{': ' + detail if detail else ''}")
+        if err.code in RETRY_STATUSES:
+            return RetryableError(message, parse_retry_after(err.headers.get("Retry-After")))
+        return PermanentError(message)
 
     def complete(self, request: Request, stop: threading.Event | None = None) -> Result:
         """One request with retries: a Completion, or a Failure naming the last error."""

@@ -23,22 +23,25 @@ Triple = PredictedEntity  # (entity span and text, type, box-or-None) with its e
 
 
 class GEM:
-    def __init__(self, config: PipelineConfig, notify: Callable[[str], None] | None = None):
+    def __init__(self, config: PipelineConfig, notify: Callable[[str], None] | None = None, *,
+                 trust_remote_code: bool = False):
         self.config = config
         self.notify = notify or (lambda message: None)
         self.log = IssueLog()
-        self.knowledge = KnowledgeRunner(config.knowledge, self.notify)
-        self.recognizer = RecognizerRunner(config.recognizer)
-        self.reranker = RerankRunner(config.rerank, self.recognizer.schema, self.notify)
-        self.grounder = GroundRunner(config.ground, self.notify)
+        remote = {"trust_remote_code": trust_remote_code}  # the caller's choice; never the config file's
+        self.knowledge = KnowledgeRunner(config.knowledge, self.notify, **remote)
+        self.recognizer = RecognizerRunner(config.recognizer, **remote)
+        self.reranker = RerankRunner(config.rerank, self.recognizer.schema, self.notify, **remote)
+        self.grounder = GroundRunner(config.ground, self.notify, **remote)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path = "lite", changes: dict[str, Any] | None = None,
-                        notify: Callable[[str], None] | None = None) -> GEM:
+                        notify: Callable[[str], None] | None = None, *, trust_remote_code: bool = False) -> GEM:
         """Load a pipeline: preset name (`lite`, `paper`), YAML file, or folder with `gemner.yaml`.
-        `changes` edits the configuration, e.g. `{"rerank": {"enabled": False}}`."""
+        `changes` edits the configuration, e.g. `{"rerank": {"enabled": False}}`. `trust_remote_code`
+        lets the models' own Python code run; only pass True when you mean it."""
         config = load_config(name_or_path)
-        return cls(with_changes(config, changes) if changes else config, notify)
+        return cls(with_changes(config, changes) if changes else config, notify, trust_remote_code=trust_remote_code)
 
     @property
     def schema(self):
@@ -47,6 +50,9 @@ class GEM:
     def stages(self) -> dict[str, str]:
         return {"knowledge": str(self.knowledge.state), "recognizer": "on", "rerank": str(self.reranker.state),
                 "ground": str(self.grounder.state)}
+
+    def _stages_of(self, post_id: str, stages: dict[str, str]) -> dict[str, str]:
+        return {**stages, "knowledge": self.knowledge.post_state(post_id)}
 
     def predict(self, text: str | Sequence[str], image: str | Path | None = None, post_id: str = "post"
                 ) -> list[Triple]:
@@ -71,19 +77,19 @@ class GEM:
             yield from self._run(chunk, keep_heatmaps)
 
     def _run(self, posts: list[Post], keep_heatmaps: bool) -> list[PostResult]:
-        stages = self.stages()
         knowledge, captions = self.knowledge.knowledge(posts)
+        stages = self.stages()  # after the knowledge stage: loading its LLM may have failed
         results = []
         for post, entities in self.recognizer.recognise(posts, knowledge, self.log):
             if isinstance(entities, str):
-                results.append(PostResult(post, [], error=entities, stages=dict(stages)))
+                results.append(PostResult(post, [], error=entities, stages=self._stages_of(post.id, stages)))
                 continue
             try:
                 entities = self.reranker.rerank(post, entities, captions.get(post.id, ""), self.log)
             except Exception as err:  # one post's failure must not stop the others
                 results.append(PostResult(post, entities, error=f"rerank failed: {type(err).__name__}: {err}",
-                                          stages=dict(stages)))
+                                          stages=self._stages_of(post.id, stages)))
                 continue
-            results.append(PostResult(post, entities, stages=dict(stages)))
+            results.append(PostResult(post, entities, stages=self._stages_of(post.id, stages)))
         self.grounder.ground(results, keep_heatmaps)
         return results

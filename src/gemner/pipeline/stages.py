@@ -46,12 +46,14 @@ class PostResult:
 class KnowledgeRunner:
     """Knowledge text per post: the configured file first, else gazetteer hint + LLM explanation."""
 
-    def __init__(self, config: KnowledgeStage, notify: Notify):
+    def __init__(self, config: KnowledgeStage, notify: Notify, *, trust_remote_code: bool = False):
         self.config = config
         self.notify = notify
+        self.trust_remote_code = trust_remote_code
         has_source = bool(config.file or config.gazetteer or config.llm)
         self.state = StageState() if config.enabled and has_source else StageState(
             "off", "" if not config.enabled else "no knowledge source configured")
+        self.not_run: dict[str, str] = {}  # post id -> why the LLM gave it no explanation (last batch)
         self._file: dict[str, str] | None = None
         self._gazetteer = None
         self._backend = None
@@ -85,14 +87,21 @@ class KnowledgeRunner:
             return {}
         from ..knowledge.builder import cache_path, explain_posts
 
-        return explain_posts(cache_path(self.config.cache), backend, posts, captions)
+        found, missing = explain_posts(cache_path(self.config.cache), backend, posts, captions)
+        self.not_run.update(missing)
+        return found
+
+    def post_state(self, post_id: str) -> str:
+        """The stage's state in one post's record: the run's, or why it did not run for this post."""
+        reason = self.not_run.get(post_id)
+        return f"not run for this post: {reason}" if reason else str(self.state)
 
     def _load_backend(self):
         if self._backend is None:
             from ..knowledge.builder import make_backend
 
             assert self.config.llm is not None
-            self._backend = make_backend(self.config.llm, self.notify)
+            self._backend = make_backend(self.config.llm, self.notify, trust_remote_code=self.trust_remote_code)
         return self._backend
 
     def _captions(self, posts: Sequence[Post]) -> dict[str, str]:
@@ -113,11 +122,12 @@ class KnowledgeRunner:
         if self._captioner is None:
             from ..knowledge.captioner import ModelCaptioner
 
-            self._captioner = ModelCaptioner(self.config.captioner)
+            self._captioner = ModelCaptioner(self.config.captioner, trust_remote_code=self.trust_remote_code)
 
     def knowledge(self, posts: Sequence[Post]) -> tuple[dict[str, str], dict[str, str]]:
         """(knowledge text, caption) by post id. The text is the hint, then the explanation, as in
         the files the recogniser is trained on (`gemner knowledge gazetteer --merge`)."""
+        self.not_run = {}
         if self.state.state == "off":
             return {}, {}
         known = self._file_knowledge()
@@ -130,11 +140,12 @@ class KnowledgeRunner:
 
 
 class RecognizerRunner:
-    def __init__(self, config: RecognizerStage):
+    def __init__(self, config: RecognizerStage, *, trust_remote_code: bool = False):
         from ..recognize import Recognizer
 
         self.config = config
-        self.model = Recognizer.from_pretrained(config.model, device=config.device)
+        self.model = Recognizer.from_pretrained(config.model, device=config.device,
+                                                trust_remote_code=trust_remote_code)
         self.schema = self.model.schema
 
     def recognise(self, posts: Sequence[Post], knowledge: dict[str, str], log: IssueLog
@@ -145,7 +156,7 @@ class RecognizerRunner:
 
 
 class RerankRunner:
-    def __init__(self, config: RerankStage, schema, notify: Notify):
+    def __init__(self, config: RerankStage, schema, notify: Notify, *, trust_remote_code: bool = False):
         self.config = config
         self.schema = schema
         self.state = StageState() if config.enabled else StageState("off")
@@ -160,7 +171,8 @@ class RerankRunner:
                 from ..rerank.infer import static_prefix
                 from ..rerank.model import Reranker
 
-                self.reranker = Reranker.load(config.model, device=config.device)
+                self.reranker = Reranker.load(config.model, device=config.device,
+                                              trust_remote_code=trust_remote_code)
                 self.static = static_prefix(self.reranker) if config.mode == "score" else None
             except (MissingWeightsError, FileNotFoundError, OSError, DataError) as err:
                 self.state = StageState("unavailable", str(err))
@@ -181,7 +193,7 @@ class RerankRunner:
 
 
 class GroundRunner:
-    def __init__(self, config, notify: Notify):
+    def __init__(self, config, notify: Notify, *, trust_remote_code: bool = False):
         self.config = config
         self.state = StageState() if config.enabled else StageState("off")
         self.grounder = None
@@ -192,7 +204,7 @@ class GroundRunner:
             from ..ground.grounder import Grounder
 
             settings = GrounderConfig.model_validate(config.model_dump(exclude={"enabled"}))
-            self.grounder = Grounder.from_config(settings)
+            self.grounder = Grounder.from_config(settings, trust_remote_code=trust_remote_code)
         except (MissingWeightsError, FileNotFoundError, OSError) as err:
             self.state = StageState("unavailable", str(err))
             notify(f"ground: {err}; boxes are marked not computed")

@@ -44,20 +44,15 @@ ENCODER_DIR = "encoder"
 STATE_FILE = "trainer_state.json"
 
 
-def load_encoder(name: str):
+def load_encoder(name: str, *, trust_remote_code: bool = False):
     """Pretrained encoder and tokenizer by gemner name (alias, path or cached hub id)."""
     from transformers import AutoModel
 
     if not downloads_allowed() and not is_available(name):
         # fail at once: transformers would otherwise retry the hub for ~20 s before giving up
         raise MissingWeightsError(missing_message(name))
-    pretrained = resolve(name)
-    encoder = pretrained.load(AutoModel)
-    try:
-        tokenizer = load_tokenizer(pretrained.source, **pretrained.kwargs)
-    except OSError as err:
-        raise MissingWeightsError(missing_message(name, str(err))) from err
-    return encoder, tokenizer
+    pretrained = resolve(name, trust_remote_code=trust_remote_code)
+    return pretrained.load(AutoModel), load_tokenizer(pretrained)
 
 
 def apply_lora(encoder, config: RecognizerConfig):
@@ -68,8 +63,9 @@ def apply_lora(encoder, config: RecognizerConfig):
     return get_peft_model(encoder, lora)
 
 
-def build_model(cls, config: RecognizerConfig, schema: LabelSchema, train_pairs: Iterable[tuple[str, str]]):
-    encoder, tokenizer = load_encoder(config.encoder)
+def build_model(cls, config: RecognizerConfig, schema: LabelSchema, train_pairs: Iterable[tuple[str, str]], *,
+                trust_remote_code: bool = False):
+    encoder, tokenizer = load_encoder(config.encoder, trust_remote_code=trust_remote_code)
     if config.lora_rank > 0:
         encoder = apply_lora(encoder, config)
     mga_init = initial_mga_matrix(schema, train_pairs, config.mga_norm) if schema.hierarchical else None
@@ -113,7 +109,7 @@ def read_checkpoint_config(path: str | Path) -> tuple[RecognizerConfig, LabelSch
     return RecognizerConfig(**data["recognizer"]), schema
 
 
-def load_recognizer(cls, path: str | Path, device: str | torch.device = "cpu"):
+def load_recognizer(cls, path: str | Path, device: str | torch.device = "cpu", *, trust_remote_code: bool = False):
     """Load a checkpoint written by `save_recognizer` (in eval mode, on `device`)."""
     from transformers import AutoConfig, AutoModel
 
@@ -122,7 +118,7 @@ def load_recognizer(cls, path: str | Path, device: str | torch.device = "cpu"):
     if config.lora_rank > 0:
         from peft import set_peft_model_state_dict
 
-        encoder, tokenizer = load_encoder(config.encoder)
+        encoder, tokenizer = load_encoder(config.encoder, trust_remote_code=trust_remote_code)
         if (path / ENCODER_DELTAS_FILE).is_file():
             missing, unexpected = encoder.load_state_dict(load_file(str(path / ENCODER_DELTAS_FILE)), strict=False)
             if unexpected:
@@ -134,9 +130,9 @@ def load_recognizer(cls, path: str | Path, device: str | torch.device = "cpu"):
         if unexpected or any(not k.startswith("encoder.") for k in missing):
             raise DataError(f"{path / HEADS_FILE}: tensors do not fit the model ({unexpected or missing})")
     else:
-        encoder_config = AutoConfig.from_pretrained(path / ENCODER_DIR)
-        encoder = AutoModel.from_config(encoder_config)
-        tokenizer = load_tokenizer(str(path / ENCODER_DIR))
+        encoder_files = resolve(str(path / ENCODER_DIR), trust_remote_code=trust_remote_code)
+        encoder = encoder_files.build(AutoModel, encoder_files.load(AutoConfig))
+        tokenizer = load_tokenizer(encoder_files)
         model = cls(config, schema, encoder, tokenizer)
         load_model(model, str(path / MODEL_FILE))
     return model.to(device).eval()

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from ..data.types import Post
+from ..hub import Pretrained, resolve
 
 WORD_SHAPES = ("lower", "upper", "title", "mixed", "digit", "symbol")
 
@@ -50,17 +51,19 @@ class EncodedPost:
     coarse_tags: list[int] | None = None
 
 
-def load_tokenizer(source: str, **kwargs):
-    """A fast tokenizer that accepts pre-split words (byte-level BPE ones need add_prefix_space)."""
+def load_tokenizer(source: str | Pretrained, *, trust_remote_code: bool = False):
+    """A fast tokenizer that accepts pre-split words (byte-level BPE ones need add_prefix_space);
+    `source` is a gemner model name/path or an already resolved `Pretrained`."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+    pretrained = source if isinstance(source, Pretrained) else resolve(source, trust_remote_code=trust_remote_code)
+    tokenizer = pretrained.load(AutoTokenizer)
     try:
         tokenizer(["a", "b"], is_split_into_words=True)
     except (ValueError, TypeError, AssertionError):
-        tokenizer = AutoTokenizer.from_pretrained(source, add_prefix_space=True, **kwargs)
+        tokenizer = pretrained.load(AutoTokenizer, add_prefix_space=True)
     if not tokenizer.is_fast:
-        raise ValueError(f"the recogniser needs a fast tokenizer (word alignment); {source} has none")
+        raise ValueError(f"the recogniser needs a fast tokenizer (word alignment); {pretrained.name} has none")
     return tokenizer
 
 

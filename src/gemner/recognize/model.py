@@ -149,17 +149,19 @@ class Recognizer(nn.Module):
     # --- construction and checkpoints (see checkpoint.py) -----------------------------------------
     @classmethod
     def build(cls, config: RecognizerConfig, schema: LabelSchema,
-              train_pairs: Iterable[tuple[str, str]] = ()) -> Recognizer:
-        """A fresh model: pretrained encoder by name, new heads, M from training co-occurrences."""
+              train_pairs: Iterable[tuple[str, str]] = (), *, trust_remote_code: bool = False) -> Recognizer:
+        """A fresh model: pretrained encoder by name, new heads, M from training co-occurrences.
+        `trust_remote_code`: let the encoder's own Python code run (only when the user asked)."""
         from .checkpoint import build_model
 
-        return build_model(cls, config, schema, train_pairs)
+        return build_model(cls, config, schema, train_pairs, trust_remote_code=trust_remote_code)
 
     @classmethod
-    def from_pretrained(cls, path, device: str | torch.device = "cpu") -> Recognizer:
+    def from_pretrained(cls, path, device: str | torch.device = "cpu", *, trust_remote_code: bool = False
+                        ) -> Recognizer:
         from .checkpoint import load_recognizer
 
-        return load_recognizer(cls, path, device)
+        return load_recognizer(cls, path, device, trust_remote_code=trust_remote_code)
 
     def save_pretrained(self, path) -> None:
         from .checkpoint import save_recognizer

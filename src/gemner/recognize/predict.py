@@ -115,11 +115,12 @@ def _progress(total: int, enabled: bool):
 
 def predict_file(recognizer: str | Path, posts: Sequence[Post], output: str | Path,
                  knowledge: str | Path | None = None, batch_size: int = 32, resume: bool = False,
-                 device: str = "cpu", log: IssueLog | None = None, progress: bool = False) -> dict[str, int]:
+                 device: str = "cpu", log: IssueLog | None = None, progress: bool = False,
+                 trust_remote_code: bool = False) -> dict[str, int]:
     """Load a recogniser checkpoint and write predictions for `posts` (what `gemner predict` runs)."""
     from .model import Recognizer
 
     log = IssueLog() if log is None else log
-    model = Recognizer.from_pretrained(recognizer, device=device)
+    model = Recognizer.from_pretrained(recognizer, device=device, trust_remote_code=trust_remote_code)
     return write_predictions(model, posts, output, read_knowledge(knowledge, log), batch_size, resume,
                              log, progress)

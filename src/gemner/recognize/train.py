@@ -107,6 +107,7 @@ def train_recognizer(
     on_step: Callable[[int, float], None] | None = None,
     log: Callable[[str], None] = print,
     device: str = "cpu",
+    trust_remote_code: bool = False,
 ) -> TrainResult:
     """Train, keep the best-on-dev checkpoint in `output`, and return the history.
 
@@ -127,7 +128,8 @@ def train_recognizer(
         config = stored
     random.seed(config.seed)
     torch.manual_seed(config.seed)
-    model = Recognizer.build(config, schema, training_pairs(train_posts)).to(device)
+    model = Recognizer.build(config, schema, training_pairs(train_posts), trust_remote_code=trust_remote_code)
+    model = model.to(device)
     train_items = _encode(model, train_posts, knowledge)
     dev_items = _encode(model, dev_posts, knowledge)
     steps_per_epoch = math.ceil(len(train_items) / config.batch_size)

@@ -7,9 +7,11 @@ pipeline's rerank stage (`pipeline.config.RerankStage`) set, so each of those de
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..hub import ignore_remote_code_setting
 
 PAPER_GAMMA = 0.2  # §3.3.1: entities with eq. 10 entropy H > gamma go to the reranker
 PAPER_K = 5  # §3.3.2: top-5 candidates per entity
@@ -52,7 +54,12 @@ class RerankerConfig(RerankSettings):
     few_shot: int = Field(0, ge=0, le=3, description="paper Table 7 examples as few-shot turns")
     use_caption: bool = Field(True, description="text-only models: add a Caption line when one is known")
     max_new_tokens: int = Field(16, ge=1, description="generate mode: answer length limit")
-    trust_remote_code: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_remote_code_switch(cls, data: Any) -> Any:
+        # `reranker.json` travels with the weights: it must not decide to run their code
+        return ignore_remote_code_setting(data, "a reranker config")
 
 
 PRESETS: dict[str, RerankerConfig] = {

@@ -59,8 +59,9 @@ class Reranker:
     # ----------------------------------------------------------------- loading and saving
     @classmethod
     def load(cls, name_or_dir: str, config: RerankerConfig | None = None, *, device: str | None = None,
-             dtype: Any = None) -> Reranker:
-        """A trained reranker folder, or a base model name/path (then `config` gives the settings)."""
+             dtype: Any = None, trust_remote_code: bool = False) -> Reranker:
+        """A trained reranker folder, or a base model name/path (then `config` gives the settings).
+        `trust_remote_code`: let the base model's own Python code run (only when the user asked)."""
         adapter_dir = Path(name_or_dir) if is_reranker_folder(name_or_dir) else None
         schema = None
         if adapter_dir is not None:
@@ -71,7 +72,7 @@ class Reranker:
                 schema = LabelSchema.from_dict(json.loads((adapter_dir / LABELS_FILE).read_text()))
         else:
             config = (config or RerankerConfig()).model_copy(update={"model": name_or_dir})
-        reranker = cls.from_base(config, device=device, dtype=dtype, schema=schema)
+        reranker = cls.from_base(config, device=device, dtype=dtype, schema=schema, trust_remote_code=trust_remote_code)
         if adapter_dir is not None:
             from peft import PeftModel
 
@@ -81,28 +82,27 @@ class Reranker:
 
     @classmethod
     def from_base(cls, config: RerankerConfig, *, device: str | None = None, dtype: Any = None,
-                  schema: LabelSchema | None = None) -> Reranker:
+                  schema: LabelSchema | None = None, trust_remote_code: bool = False) -> Reranker:
         import torch
         from transformers import AutoConfig
 
         device = device or default_device()
         if dtype is None:
             dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-        pretrained = resolve(config.model)
-        remote = {"trust_remote_code": True} if config.trust_remote_code else {}
-        kind = model_kind(pretrained.load(AutoConfig, **remote))
+        pretrained = resolve(config.model, trust_remote_code=trust_remote_code)
+        kind = model_kind(pretrained.load(AutoConfig))
         if kind == "vision":
             from transformers import AutoModelForImageTextToText, AutoProcessor
 
-            processor = pretrained.load(AutoProcessor, **remote)
+            processor = pretrained.load(AutoProcessor)
             tokenizer = processor.tokenizer
-            model = pretrained.load(AutoModelForImageTextToText, dtype=dtype, **remote)
+            model = pretrained.load(AutoModelForImageTextToText, dtype=dtype)
         else:
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
             processor = None
-            tokenizer = pretrained.load(AutoTokenizer, **remote)
-            model = pretrained.load(AutoModelForCausalLM, dtype=dtype, **remote)
+            tokenizer = pretrained.load(AutoTokenizer)
+            model = pretrained.load(AutoModelForCausalLM, dtype=dtype)
         model.to(device).eval()
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token

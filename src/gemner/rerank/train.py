@@ -206,7 +206,7 @@ def _append_log(output: Path, entry: dict[str, Any]) -> None:
 def train_reranker_on_dataset(config: RerankerConfig, dataset: str, output: str | Path, *,
                               captions: dict[str, str] | None = None, dev_max: int = 300, eval_before: bool = False,
                               save_every: int = 200, device: str | None = None,
-                              log: Callable[[str], None] = print) -> dict[str, Any]:
+                              log: Callable[[str], None] = print, trust_remote_code: bool = False) -> dict[str, Any]:
     """The paper's recipe (§3.3.2) end to end: gold queries of the train split, LoRA training (resumable),
     candidate accuracy on a seeded dev subset before/after; the results are also `dev_accuracy.json`."""
     from ..data import load_dataset
@@ -219,7 +219,7 @@ def train_reranker_on_dataset(config: RerankerConfig, dataset: str, output: str 
     if dev_max:
         dev = load_dataset(dataset, "dev")
         dev_queries = split_queries(dev.posts, dev.schema, "dev", config.k, config.seed, dev_max, captions)
-    reranker = Reranker.from_base(config, device=device, schema=train.schema)
+    reranker = Reranker.from_base(config, device=device, schema=train.schema, trust_remote_code=trust_remote_code)
     results: dict[str, Any] = {"dev_entities": len(dev_queries), "chance": chance_accuracy(dev_queries)}
     if eval_before and dev_queries:
         results["before"] = candidate_accuracy(reranker, dev_queries)
