@@ -55,10 +55,3 @@ def render(report: ScoreReport, per_type: bool = False) -> Group:
         if report.coarse is not None:
             parts.append(per_type_table("per coarse type", report.coarse))
     return Group(*parts)
-
-
-def one_line(report: ScoreReport) -> str:
-    line = f"MNER {report.mner.f1:.2f}  EEG {report.eeg.f1:.2f}  MNERG {report.mnerg.f1:.2f}"
-    if report.coarse is not None:
-        line += f"  (coarse MNER {report.coarse.mner.f1:.2f})"
-    return line
