@@ -31,8 +31,8 @@ def reproduce(
         help="Run nothing: print the tables from the finished steps; the other cells say 'not run'.")] = False,
 ) -> None:
     """Each cell of Table 1 (our rows), Table 2 and Fig. 3 is measured here or says what it needs.
-    Steps run one by one as `gemner` commands; their list is written to plan.txt."""
-    from ..pipeline.reproduce import Reproduction, Settings
+    Steps run one by one in this process; plan.txt lists the equivalent `gemner` commands."""
+    from ..pipeline.reproduce import NEEDS_IMAGES_NOTE, Reproduction, Settings
     from ..pipeline.tables import build_results, write_results
 
     settings = Settings(dataset=dataset, runs=runs or Path("runs/reproduce-quick" if quick else "runs/reproduce"),
@@ -41,8 +41,6 @@ def reproduce(
                         recognizers_only=recognizers_only, report_only=report_only)
     reproduction = Reproduction(settings, log=lambda message: console.print(message, highlight=False))
     results = build_results(reproduction)
-    from ..pipeline.reproduce import NEEDS_IMAGES_NOTE
-
     for table in results.tables:
         console.print(table.render())
     console.print(NEEDS_IMAGES_NOTE)
