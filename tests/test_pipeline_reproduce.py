@@ -128,19 +128,17 @@ def test_an_unfinished_training_run_is_resumed_not_reused(tmp_path: Path) -> Non
     assert training_finished(run) and rep.recognizer(FMNERG_VARIANTS[0]) == run
 
 
-def test_a_tiny_reproduction_runs_every_step_in_process_and_resumes(tmp_path: Path, monkeypatch) -> None:
+def test_a_tiny_reproduction_runs_every_step_in_process_and_resumes(tmp_path: Path, monkeypatch, encoder_dir: str,
+                                                                    tiny_causal_lm: str) -> None:
     """Tiny random models on a few real posts: each step trains, predicts, reranks or scores for real,
     a finished reproduction runs nothing again, and a prediction file cut short is completed."""
     from gemner.pipeline import reproduce
-    from gemner.recognize.testing import make_tiny_encoder
-    from gemner.rerank.tiny import build_tiny_causal_lm
 
     for name, size in (("QUICK_TRAIN_POSTS", 24), ("QUICK_DEV_POSTS", 8), ("QUICK_TEST_POSTS", 8),
                        ("QUICK_RERANKER_ENTITIES", 4)):
         monkeypatch.setattr(reproduce, name, size)
-    settings = Settings("fmnerg", tmp_path / "runs", quick=True, variants=("gem",),
-                        encoder=str(make_tiny_encoder(tmp_path / "encoder")),
-                        reranker_model=str(build_tiny_causal_lm(tmp_path / "lm")), knowledge_dir=tmp_path / "none")
+    settings = Settings("fmnerg", tmp_path / "runs", quick=True, variants=("gem",), encoder=encoder_dir,
+                        reranker_model=tiny_causal_lm, knowledge_dir=tmp_path / "none")
     messages: list[str] = []
     results = build_results(Reproduction(settings, log=messages.append))
     assert not [m for m in messages if "failed" in m], messages
@@ -164,15 +162,10 @@ def test_a_tiny_reproduction_runs_every_step_in_process_and_resumes(tmp_path: Pa
 
 
 @pytest.mark.slow
-def test_quick_reproduction_with_tiny_models(tmp_path: Path) -> None:
+def test_quick_reproduction_with_tiny_models(tmp_path: Path, encoder_dir: str, tiny_causal_lm: str) -> None:
     """The whole quick plan through the command line (a few minutes on 2 cores): `pytest -m slow`."""
-    from gemner.recognize.testing import make_tiny_encoder
-    from gemner.rerank.tiny import build_tiny_causal_lm
-
-    encoder = make_tiny_encoder(tmp_path / "encoder", hidden=32)
-    lm = build_tiny_causal_lm(tmp_path / "lm")
-    result = CliRunner().invoke(app, ["reproduce", "--quick", "--dataset", "fmnerg", "--encoder", str(encoder),
-                                      "--reranker-model", str(lm), "--variants", "gem,wo-mgp", "--runs",
+    result = CliRunner().invoke(app, ["reproduce", "--quick", "--dataset", "fmnerg", "--encoder", encoder_dir,
+                                      "--reranker-model", tiny_causal_lm, "--variants", "gem,wo-mgp", "--runs",
                                       str(tmp_path / "runs")])
     assert result.exit_code == 0, result.output
     results = json.loads((tmp_path / "runs" / "fmnerg" / "results.json").read_text())
