@@ -13,7 +13,7 @@ from gemner.data import load_dataset
 from gemner.data.userio import PredictionWriter, prediction_record
 from gemner.evaluation import gold_as_predictions
 from gemner.pipeline.reproduce import FMNERG_VARIANTS, NEEDS_IMAGES, Reproduction, Settings, count_lines
-from gemner.pipeline.tables import build_results
+from gemner.pipeline.tables import build_results, run_reproduction
 
 
 def test_a_finished_step_is_not_run_again_and_a_failed_one_is_reported(tmp_path: Path) -> None:
@@ -140,8 +140,11 @@ def test_a_tiny_reproduction_runs_every_step_in_process_and_resumes(tmp_path: Pa
     settings = Settings("fmnerg", tmp_path / "runs", quick=True, variants=("gem",), encoder=encoder_dir,
                         reranker_model=tiny_causal_lm, knowledge_dir=tmp_path / "none")
     messages: list[str] = []
-    results = build_results(Reproduction(settings, log=messages.append))
+    results = run_reproduction(settings, log=messages.append)
     assert not [m for m in messages if "failed" in m], messages
+    assert json.loads(results.results_file.read_text())["tables"][0]["title"].startswith("Table 1")
+    plan = results.plan_file.read_text()
+    assert "$ gemner train recognizer --dataset fmnerg --preset lite" in plan and "$ gemner calibrate-gamma" in plan
     gem = settings.folder / "gem"
     assert count_lines(gem / "test.jsonl") == 8 and count_lines(gem / "test.sf0.2.k5.jsonl") == 8
     assert (settings.folder / "reranker" / "reranker.json").is_file() and (settings.folder / "fig5_gamma.png").is_file()

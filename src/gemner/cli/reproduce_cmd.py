@@ -32,18 +32,17 @@ def reproduce(
 ) -> None:
     """Each cell of Table 1 (our rows), Table 2 and Fig. 3 is measured here or says what it needs.
     Steps run one by one in this process; plan.txt lists the equivalent `gemner` commands."""
-    from ..pipeline.reproduce import NEEDS_IMAGES_NOTE, Reproduction, Settings
-    from ..pipeline.tables import build_results, write_results
+    from ..pipeline.reproduce import NEEDS_IMAGES_NOTE, Settings
+    from ..pipeline.tables import run_reproduction
 
     settings = Settings(dataset=dataset, runs=runs or Path("runs/reproduce-quick" if quick else "runs/reproduce"),
                         quick=quick, encoder=encoder, reranker_model=reranker_model,
                         variants=tuple(variants.split(",")) if variants else None, gamma=gamma, k=k, threads=threads,
                         recognizers_only=recognizers_only, report_only=report_only)
-    reproduction = Reproduction(settings, log=lambda message: console.print(message, highlight=False))
-    results = build_results(reproduction)
+    results = run_reproduction(settings, log=lambda message: console.print(message, highlight=False))
     for table in results.tables:
         console.print(table.render())
     console.print(NEEDS_IMAGES_NOTE)
-    console.print(f"results: {write_results(reproduction, results)}; plan: {reproduction.write_plan()}")
+    console.print(f"results: {results.results_file}; plan: {results.plan_file}")
     for figure in results.figures:
         console.print(f"figure: {figure}")

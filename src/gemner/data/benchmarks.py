@@ -1,4 +1,4 @@
-"""The benchmarks shipped in the repository (`data/`) and the upstream layout at any path.
+"""The shipped benchmarks (the data folder, see `gemner.paths.data_dir`) and the upstream layout at any path.
 
 Shipped layout (made by `gemner data convert`, see data/README.md)::
 
