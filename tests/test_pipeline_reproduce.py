@@ -126,6 +126,10 @@ def test_an_unfinished_training_run_is_resumed_not_reused(tmp_path: Path) -> Non
     assert "--resume" in rep.plan[-1].command
     (run / "last" / "trainer_state.json").write_text(json.dumps({"epoch": 12, "batch": 0}))
     assert training_finished(run) and rep.recognizer(FMNERG_VARIANTS[0]) == run
+    (run / "last").rename(run / "last.tmp")  # a crash between writing the new state and renaming it
+    (run / "last.tmp" / "trainer_state.json").write_text(json.dumps({"epoch": 5, "batch": 0}))
+    assert not training_finished(run) and rep.recognizer(FMNERG_VARIANTS[0]) is None
+    assert "--resume" in rep.plan[-1].command
 
 
 def test_a_tiny_reproduction_runs_every_step_in_process_and_resumes(tmp_path: Path, monkeypatch, encoder_dir: str,

@@ -20,6 +20,8 @@ from ..data import Dataset, load_dataset
 from ..data.userio import read_predictions
 from ..evaluation import ScoreReport, score
 from ..paths import knowledge_dir
+from ..recognize.checkpoint import CONFIG_FILE, STATE_FILE, find_training_state
+from ..recognize.train import LAST
 from . import reproduce_steps as steps
 
 NEEDS_IMAGES = "needs images*"
@@ -83,25 +85,27 @@ class Settings:
         return self.knowledge_dir if self.knowledge_dir is not None else knowledge_dir()
 
 
-TRAINER_STATE = "trainer_state.json"
-
-
 def count_lines(path: Path) -> int:
     """Complete lines of a file (a line torn by a crash does not count)."""
     with open(path, "rb") as handle:
         return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
 
 
+def training_state(folder: Path) -> Path | None:
+    """The resumable state of the recogniser run in `folder` (also one a crash left half-renamed)."""
+    return find_training_state(folder / LAST)
+
+
 def training_finished(folder: Path) -> bool:
     """A recogniser run that went through all its epochs (its best checkpoint exists from the first
     epoch on, so `config.json` alone does not say the run is over)."""
-    if not (folder / "config.json").is_file():
+    if not (folder / CONFIG_FILE).is_file():
         return False
-    state = folder / "last" / TRAINER_STATE
-    if not state.is_file():  # a checkpoint without its resumable state: taken as final
+    state = training_state(folder)
+    if state is None:  # a checkpoint without its resumable state: taken as final
         return True
-    epochs = json.loads((folder / "config.json").read_text())["recognizer"]["epochs"]
-    progress = json.loads(state.read_text())
+    epochs = json.loads((folder / CONFIG_FILE).read_text())["recognizer"]["epochs"]
+    progress = json.loads((state / STATE_FILE).read_text())
     return progress["epoch"] >= epochs and progress.get("batch", 0) == 0
 
 
@@ -190,7 +194,7 @@ class Reproduction:
         if training_finished(out):
             self.plan.append(Step(f"recogniser {variant.name}", out, args))
             return out
-        resume = (out / "last" / TRAINER_STATE).is_file()
+        resume = training_state(out) is not None
         args += ["--resume"] if resume else []
 
         def work() -> None:
@@ -199,7 +203,7 @@ class Reproduction:
                 knowledge=knowledge, epochs=1 if quick else None, max_train_posts=self._limit(QUICK_TRAIN_POSTS),
                 max_dev_posts=self._limit(QUICK_DEV_POSTS), resume=resume, log=self.log)
 
-        done = self.run(f"recogniser {variant.name}", out / "config.json", args, work, force=True)
+        done = self.run(f"recogniser {variant.name}", out / CONFIG_FILE, args, work, force=True)
         return out if done and training_finished(out) else None
 
     def predictions(self, variant: Variant, split: str) -> Path | None:
