@@ -1,4 +1,5 @@
-"""Render a `ScoreReport` as rich tables (and a short one-line summary)."""
+"""Render a `ScoreReport` as rich tables: MNER, EEG, MNERG and untyped spans per label granularity, the
+visual entities, and optionally each type."""
 
 from __future__ import annotations
 
