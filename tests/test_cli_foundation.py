@@ -54,9 +54,13 @@ def test_evaluate_accepts_a_gold_jsonl(tmp_path: Path) -> None:
     gold = tmp_path / "gold.jsonl"
     gold.write_text("".join(json.dumps(gold_record(p)) + "\n" for p in posts))
     pred = tmp_path / "pred.jsonl"
-    pred.write_text("".join(json.dumps(prediction_record(p, [])) + "\n" for p in posts))
-    result = runner.invoke(app, ["evaluate", str(gold), str(pred), "--schema", "gmner"])
-    assert result.exit_code == 0 and "0.00" in result.output
+    found = gold_as_predictions(posts[:15])  # the gold entities of half the posts, none for the others
+    pred.write_text("".join(json.dumps(prediction_record(p, found.get(p.id, []))) + "\n" for p in posts))
+    result = runner.invoke(app, ["evaluate", str(gold), str(pred), "--schema", "gmner", "-o", str(tmp_path / "s.json")])
+    assert result.exit_code == 0, result.output
+    mner = json.loads((tmp_path / "s.json").read_text())["main"]["mner"]
+    assert mner["n_gold"] == sum(len(p.entities) for p in posts) > mner["tp"] > 0
+    assert mner["tp"] == mner["n_pred"] == sum(len(p.entities) for p in posts[:15]) and mner["precision"] == 100.0
 
 
 def test_validate_lists_problems_with_file_and_line(tmp_path: Path) -> None:

@@ -12,10 +12,10 @@ from gemner.ground.sam import SamSegmenter, best_mask, sam_config
 from gemner.ground.segment import (
     HeatmapSegmenter,
     RegionGrowingSegmenter,
-    build_segmenter,
     connected_component,
     mask_to_box,
 )
+from gemner.ground.segmenters import build_segmenter
 
 
 def test_mask_to_box_uses_pixel_edges():

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 from PIL import Image
 from typer.testing import CliRunner
@@ -20,24 +19,22 @@ from gemner.pipeline.config import PipelineConfig, load_config, with_changes
 from gemner.pipeline.gem import GEM
 from gemner.pipeline.predict import predict_to_file
 from gemner.recognize.config import RecognizerConfig
-from gemner.recognize.testing import TINY_ENTITIES, TINY_SCHEMA, TINY_WORDS, make_tiny_encoder, synthetic_posts
+from gemner.recognize.testing import TINY_ENTITIES, TINY_SCHEMA, TINY_WORDS, synthetic_posts
 from gemner.recognize.train import train_recognizer
-from gemner.rerank.tiny import build_tiny_causal_lm
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory) -> dict[str, str]:
-    torch.set_num_threads(1)
+def models(tmp_path_factory, wide_encoder_dir, tiny_causal_lm) -> dict[str, str]:
     root = tmp_path_factory.mktemp("models")
-    encoder = make_tiny_encoder(root / "encoder", hidden=48)
+    encoder = wide_encoder_dir
     config = RecognizerConfig(encoder=str(encoder), lr=3e-3, head_lr=1e-2, batch_size=16, epochs=3, warmup_ratio=0.1)
     train_recognizer(config, TINY_SCHEMA, synthetic_posts(240, seed=1), synthetic_posts(40, seed=2, prefix="d"),
                      root / "recognizer", progress=False, log=lambda _m: None)
     names = [n for ns in TINY_ENTITIES.values() for name in ns for n in name.split()]
     itm = save_tiny_itm(*build_tiny_itm([*TINY_WORDS, *names, *TINY_SCHEMA.labels]), root / "itm")
-    return {"recognizer": str(root / "recognizer"), "reranker": str(build_tiny_causal_lm(root / "lm")),
+    return {"recognizer": str(root / "recognizer"), "reranker": tiny_causal_lm,
             "itm": str(itm)}
 
 

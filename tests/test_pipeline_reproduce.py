@@ -12,8 +12,8 @@ from gemner.cli.main import app
 from gemner.data import load_dataset
 from gemner.data.userio import PredictionWriter, prediction_record
 from gemner.evaluation import gold_as_predictions
-from gemner.pipeline.reproduce import FMNERG_VARIANTS, NEEDS_IMAGES, Reproduction, Settings
-from gemner.pipeline.tables import build_results
+from gemner.pipeline.reproduce import FMNERG_VARIANTS, NEEDS_IMAGES, Reproduction, Settings, count_lines
+from gemner.pipeline.tables import build_results, run_reproduction
 
 
 def test_a_finished_step_is_not_run_again_and_a_failed_one_is_reported(tmp_path: Path) -> None:
@@ -21,12 +21,23 @@ def test_a_finished_step_is_not_run_again_and_a_failed_one_is_reported(tmp_path:
     rep = Reproduction(Settings("fmnerg", tmp_path), log=messages.append)
     done = tmp_path / "done.txt"
     done.write_text("x")
-    assert rep.run("already there", done, "no-such-command") == done
+
+    def must_not_run() -> None:
+        pytest.fail("a finished step ran again")
+
+    def broken() -> None:
+        raise ValueError("no such model")
+
+    assert rep.run("already there", done, ["some-command"], must_not_run) == done
     assert messages == []  # nothing ran
-    assert rep.run("broken", tmp_path / "never.txt", "no-such-command") is None
-    assert any("failed" in m for m in messages)
+    assert rep.run("broken", tmp_path / "never.txt", ["other-command", "--flag"], broken) is None
+    assert any("failed" in m and "no such model" in m for m in messages)
+    partial = tmp_path / "partial.jsonl"
+    partial.write_text("{}\n")
+    assert rep.run("cut short", partial, ["predict"], lambda: partial.write_text("{}\n{}\n"), lines=2) == partial
+    assert count_lines(partial) == 2  # a file with too few lines is not a finished step
     plan = rep.write_plan().read_text()
-    assert "already there" in plan and "gemner no-such-command" in plan
+    assert "already there" in plan and "$ gemner some-command" in plan and "$ gemner other-command --flag" in plan
 
 
 def _write(path: Path, posts, predictions) -> None:
@@ -115,23 +126,53 @@ def test_an_unfinished_training_run_is_resumed_not_reused(tmp_path: Path) -> Non
     assert "--resume" in rep.plan[-1].command
     (run / "last" / "trainer_state.json").write_text(json.dumps({"epoch": 12, "batch": 0}))
     assert training_finished(run) and rep.recognizer(FMNERG_VARIANTS[0]) == run
+    (run / "last").rename(run / "last.tmp")  # a crash between writing the new state and renaming it
+    (run / "last.tmp" / "trainer_state.json").write_text(json.dumps({"epoch": 5, "batch": 0}))
+    assert not training_finished(run) and rep.recognizer(FMNERG_VARIANTS[0]) is None
+    assert "--resume" in rep.plan[-1].command
 
 
-def test_reproduce_command_help_names_the_tables() -> None:
-    result = CliRunner().invoke(app, ["reproduce", "--help"])
-    assert result.exit_code == 0 and "Table 1" in result.output
+def test_a_tiny_reproduction_runs_every_step_in_process_and_resumes(tmp_path: Path, monkeypatch, encoder_dir: str,
+                                                                    tiny_causal_lm: str) -> None:
+    """Tiny random models on a few real posts: each step trains, predicts, reranks or scores for real,
+    a finished reproduction runs nothing again, and a prediction file cut short is completed."""
+    from gemner.pipeline import reproduce
+
+    for name, size in (("QUICK_TRAIN_POSTS", 24), ("QUICK_DEV_POSTS", 8), ("QUICK_TEST_POSTS", 8),
+                       ("QUICK_RERANKER_ENTITIES", 4)):
+        monkeypatch.setattr(reproduce, name, size)
+    settings = Settings("fmnerg", tmp_path / "runs", quick=True, variants=("gem",), encoder=encoder_dir,
+                        reranker_model=tiny_causal_lm, knowledge_dir=tmp_path / "none")
+    messages: list[str] = []
+    results = run_reproduction(settings, log=messages.append)
+    assert not [m for m in messages if "failed" in m], messages
+    assert json.loads(results.results_file.read_text())["tables"][0]["title"].startswith("Table 1")
+    plan = results.plan_file.read_text()
+    assert "$ gemner train recognizer --dataset fmnerg --preset lite" in plan and "$ gemner calibrate-gamma" in plan
+    gem = settings.folder / "gem"
+    assert count_lines(gem / "test.jsonl") == 8 and count_lines(gem / "test.sf0.2.k5.jsonl") == 8
+    assert (settings.folder / "reranker" / "reranker.json").is_file() and (settings.folder / "fig5_gamma.png").is_file()
+    by_title = {t.title.split(":")[0]: dict(t.rows) for t in results.tables}
+    assert all(isinstance(cell, float) for cell in by_title["Recogniser alone"]["gem"][:3])
+    assert all(isinstance(cells[0], float) for name, cells in by_title["Fig. 3 ablation"].items()
+               if name in ("GEM", "w/o-SF", "w/o-CR"))
+    ran = [m for m in messages if m.startswith("[")]
+    assert ran[0].startswith("[recogniser gem] gemner train recognizer") and len(ran) == len(set(ran))
+
+    lines = (gem / "test.jsonl").read_text().splitlines(keepends=True)
+    (gem / "test.jsonl").write_text("".join(lines[:3]))  # a prediction run cut short
+    again: list[str] = []
+    build_results(Reproduction(settings, log=again.append))
+    assert [m.split("]")[0] for m in again if m.startswith("[")] == ["[predict gem test"]
+    assert (gem / "test.jsonl").read_text().splitlines()[:3] == [line.rstrip("\n") for line in lines[:3]]
+    assert count_lines(gem / "test.jsonl") == 8
 
 
 @pytest.mark.slow
-def test_quick_reproduction_with_tiny_models(tmp_path: Path) -> None:
-    """The whole plan as subprocesses (a few minutes on 2 cores): `pytest -m slow`."""
-    from gemner.recognize.testing import make_tiny_encoder
-    from gemner.rerank.tiny import build_tiny_causal_lm
-
-    encoder = make_tiny_encoder(tmp_path / "encoder", hidden=32)
-    lm = build_tiny_causal_lm(tmp_path / "lm")
-    result = CliRunner().invoke(app, ["reproduce", "--quick", "--dataset", "fmnerg", "--encoder", str(encoder),
-                                      "--reranker-model", str(lm), "--variants", "gem,wo-mgp", "--runs",
+def test_quick_reproduction_with_tiny_models(tmp_path: Path, encoder_dir: str, tiny_causal_lm: str) -> None:
+    """The whole quick plan through the command line (a few minutes on 2 cores): `pytest -m slow`."""
+    result = CliRunner().invoke(app, ["reproduce", "--quick", "--dataset", "fmnerg", "--encoder", encoder_dir,
+                                      "--reranker-model", tiny_causal_lm, "--variants", "gem,wo-mgp", "--runs",
                                       str(tmp_path / "runs")])
     assert result.exit_code == 0, result.output
     results = json.loads((tmp_path / "runs" / "fmnerg" / "results.json").read_text())

@@ -4,16 +4,9 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from typer.testing import CliRunner
 
 from gemner.cli.main import app
-from gemner.recognize.testing import make_tiny_encoder
-
-
-@pytest.fixture(scope="module")
-def encoder_dir(tmp_path_factory):
-    return str(make_tiny_encoder(tmp_path_factory.mktemp("tiny")))
 
 
 def test_train_predict_evaluate_on_fmnerg(encoder_dir, tmp_path):

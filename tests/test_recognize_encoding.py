@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from gemner.recognize.encoding import batch_order, collate, encode_post, encode_posts, load_tokenizer
-from gemner.recognize.testing import TINY_SCHEMA, make_tiny_encoder, synthetic_posts
+from gemner.recognize.testing import TINY_SCHEMA, synthetic_posts
 
 
 @pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory):
-    return load_tokenizer(str(make_tiny_encoder(tmp_path_factory.mktemp("tiny"))))
+def tokenizer(encoder_dir):
+    return load_tokenizer(encoder_dir)
 
 
 def _tokens(tokenizer, item):

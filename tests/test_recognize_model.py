@@ -13,12 +13,7 @@ from gemner.recognize.config import RecognizerConfig
 from gemner.recognize.encoding import collate, encode_posts
 from gemner.recognize.model import Recognizer, training_pairs
 from gemner.recognize.predict import predict_batch
-from gemner.recognize.testing import TINY_SCHEMA, make_tiny_encoder, synthetic_posts
-
-
-@pytest.fixture(scope="module")
-def encoder_dir(tmp_path_factory):
-    return str(make_tiny_encoder(tmp_path_factory.mktemp("tiny")))
+from gemner.recognize.testing import TINY_SCHEMA, synthetic_posts
 
 
 def _model(encoder_dir, schema=TINY_SCHEMA, posts=None, **overrides):

@@ -13,13 +13,13 @@ from gemner.recognize.config import RecognizerConfig
 from gemner.recognize.encoding import collate, encode_posts
 from gemner.recognize.model import Recognizer
 from gemner.recognize.predict import write_predictions
-from gemner.recognize.testing import TINY_SCHEMA, make_tiny_encoder, synthetic_posts
+from gemner.recognize.testing import TINY_SCHEMA, synthetic_posts
 from gemner.recognize.train import evaluate, train_recognizer
 
 
 @pytest.fixture(scope="module")
-def encoder_dir(tmp_path_factory):
-    return str(make_tiny_encoder(tmp_path_factory.mktemp("tiny"), hidden=48))
+def encoder_dir(wide_encoder_dir):
+    return wide_encoder_dir
 
 
 def _quiet(_message: str) -> None:

@@ -6,29 +6,19 @@ import json
 import random
 
 import pytest
-import torch
 from PIL import Image
 from typer.testing import CliRunner
 
 from gemner.cli.main import app
 from gemner.data import FMNERG_SCHEMA, PredictedEntity, load_dataset
-from gemner.rerank.tiny import TINY_CHATML_TEMPLATE, build_tiny_causal_lm
 
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, tiny_chat_lm):
     root = tmp_path_factory.mktemp("rerank_cli")
-    base = build_tiny_causal_lm(root / "base", chat_template=TINY_CHATML_TEMPLATE)
+    base = tiny_chat_lm
     out = root / "reranker"
     result = runner.invoke(app, [
         "train", "reranker", "--dataset", "fmnerg", "--model", str(base), "--output", str(out),

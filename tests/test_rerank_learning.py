@@ -40,14 +40,6 @@ def synthetic_queries(n: int, seed: int) -> list[RerankQuery]:
     return queries
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_lora_tuning_lifts_accuracy_from_chance_to_90_percent(tmp_path):
     torch.manual_seed(0)
     # init_std 0.1: a random LM head with logit scales like a trained model's (see build_tiny_causal_lm)

@@ -11,30 +11,21 @@ from gemner.rerank.infer import candidate_scores, rerank_query, static_prefix
 from gemner.rerank.model import Reranker
 from gemner.rerank.prompt import RerankQuery
 from gemner.rerank.scoring import aggregate, from_scratch_logprobs, shared_prefix_logprobs
-from gemner.rerank.tiny import TINY_CHATML_TEMPLATE, build_tiny_causal_lm, build_tiny_llava
+from gemner.rerank.tiny import build_tiny_llava
 from gemner.rerank.train import answer_loss, trainable_parameters
 
 CANDIDATES = ("park", "continent", "city", "country", "film_and_television_works")
 CONFIG = RerankerConfig(lora_rank=4, lora_alpha=8, lora_dropout=0.0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from threads, and on a busy 2-core machine threads contend badly."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
+def models(tmp_path_factory, tiny_causal_lm, tiny_chat_lm):
     root = tmp_path_factory.mktemp("tiny")
     image = root / "scene.png"
     Image.new("RGB", (48, 40), (200, 30, 30)).save(image)
     return {
-        "causal": build_tiny_causal_lm(root / "causal"),
-        "chat": build_tiny_causal_lm(root / "chat", chat_template=TINY_CHATML_TEMPLATE),
+        "causal": tiny_causal_lm,
+        "chat": tiny_chat_lm,
         "llava": build_tiny_llava(root / "llava"),
         "image": image,
     }

@@ -1,4 +1,4 @@
-"""The benchmarks shipped in the repository (`data/`) and the upstream layout at any path.
+"""The shipped benchmarks (the data folder, see `gemner.paths.data_dir`) and the upstream layout at any path.
 
 Shipped layout (made by `gemner data convert`, see data/README.md)::
 
@@ -10,10 +10,10 @@ Shipped layout (made by `gemner data convert`, see data/README.md)::
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..paths import data_dir
 from .conll import read_conll
 from .issues import DataError, DataIssue, IssueLog
 from .posts import build_posts
@@ -22,7 +22,6 @@ from .types import Post
 from .voc import ImageAnnotation, read_boxes
 
 SPLITS = ("train", "dev", "test")
-DATA_ENV = "GEMNER_DATA"
 
 
 @dataclass(frozen=True)
@@ -61,18 +60,6 @@ class Dataset:
 
     def __iter__(self):
         return iter(self.posts)
-
-
-def data_dir(explicit: str | Path | None = None) -> Path:
-    """The folder holding the shipped benchmarks: `explicit`, else $GEMNER_DATA, else the repository's."""
-    candidates = [explicit, os.environ.get(DATA_ENV), Path(__file__).resolve().parents[3] / "data"]
-    for candidate in candidates:
-        if candidate and (Path(candidate) / "gmner").is_dir():
-            return Path(candidate)
-    raise DataError(
-        "benchmark data not found: run from a clone of the gemner repository (it ships data/), "
-        f"or set {DATA_ENV} to a folder holding gmner/, gmner-v2/ and fmnerg/"
-    )
 
 
 def dataset_spec(name: str) -> DatasetSpec:

@@ -112,13 +112,3 @@ def _parse(
         for column, tag in zip(current.columns, fields[1:], strict=True):
             column.append(tag.strip())
     yield from finish()
-
-
-def write_conll(path: str | Path, records: list[tuple[str, list[str], list[list[str]]]]) -> None:
-    """Write (id, tokens, label columns) posts in the same format (used by converters and tests)."""
-    with open(path, "w", encoding="utf-8") as out:
-        for post_id, tokens, columns in records:
-            out.write(f"{IMGID_PREFIX}{post_id}\n")
-            for i, token in enumerate(tokens):
-                out.write("\t".join([token, *(col[i] for col in columns)]) + "\n")
-            out.write("\n")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 
-_HTML_ENTITY = re.compile(r"&(amp|gt|lt|quot|apos);")
 _TOKEN = re.compile(
     r"https?://\S+|www\.\S+"  # a URL stays one token
     r"|&(?:amp|gt|lt|quot|apos)(?![a-z])"  # an HTML entity's name; its ';' is the next token
@@ -26,11 +25,3 @@ def tokenize_tweet(text: str) -> list[str]:
     ['RT', '@', 'Ted', '_', 'Cruz', ':', 'We', "'", 're', '#', '1', '&amp', ';', 'zero-pain', '!']
     """
     return _TOKEN.findall(text)
-
-
-def html_unescape_token(token: str) -> str:
-    """`&amp` -> `&` (for display); other tokens unchanged."""
-    match = _HTML_ENTITY.fullmatch(token + ";")
-    if not match:
-        return token
-    return {"amp": "&", "gt": ">", "lt": "<", "quot": '"', "apos": "'"}[match.group(1)]

@@ -1,4 +1,5 @@
-"""Render a `ScoreReport` as rich tables (and a short one-line summary)."""
+"""Render a `ScoreReport` as rich tables: MNER, EEG, MNERG and untyped spans per label granularity, the
+visual entities, and optionally each type."""
 
 from __future__ import annotations
 
@@ -55,10 +56,3 @@ def render(report: ScoreReport, per_type: bool = False) -> Group:
         if report.coarse is not None:
             parts.append(per_type_table("per coarse type", report.coarse))
     return Group(*parts)
-
-
-def one_line(report: ScoreReport) -> str:
-    line = f"MNER {report.mner.f1:.2f}  EEG {report.eeg.f1:.2f}  MNERG {report.mnerg.f1:.2f}"
-    if report.coarse is not None:
-        line += f"  (coarse MNER {report.coarse.mner.f1:.2f})"
-    return line

@@ -2,7 +2,7 @@
 
 * `itm`: BLIP's image-text-matching head on "<entity> is belong <category>", P_T, shared image encoding
 * `tracing`: eq. 11, gradient-weighted cross-attention, the patch grid, the peak
-* `segment`, `sam`: point to box (SAM / SlimSAM, or weight-free region growing / heat-map component)
+* `segment`, `sam`, `segmenters`: point to box (SAM / SlimSAM, or weight-free region growing / heat-map component)
 * `grounder`: the stage end to end; `batch`: a predictions JSONL filled in, resumable
 * `train`: ITM fine-tuning on the benchmark; `synthetic`, `tiny`, `proof`: the proof on synthetic scenes
 """

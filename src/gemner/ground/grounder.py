@@ -19,7 +19,8 @@ from PIL import Image
 from ..data.types import Box
 from .config import SETTINGS_FILE, GrounderConfig, resolve_device, torch_dtype
 from .itm import EntityImageMatcher, itm_text
-from .segment import Segmenter, build_segmenter
+from .segment import Segmenter
+from .segmenters import build_segmenter
 from .tracing import patch_grid, peak_point, resize_to_image
 
 

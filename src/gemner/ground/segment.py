@@ -190,20 +190,3 @@ def _scaled(box: Box | None, factor: float) -> Box | None:
     if box is None or factor == 1.0:
         return box
     return Box(box.x1 * factor, box.y1 * factor, box.x2 * factor, box.y2 * factor)
-
-
-SEGMENTERS = ("sam", "region", "heatmap")
-
-
-def build_segmenter(kind: str, sam_model: str = "facebook/sam-vit-base", *,
-                    device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
-                    trust_remote_code: bool = False) -> Segmenter:
-    if kind == "region":
-        return RegionGrowingSegmenter()
-    if kind == "heatmap":
-        return HeatmapSegmenter()
-    if kind == "sam":
-        from .sam import SamSegmenter
-
-        return SamSegmenter.from_pretrained(sam_model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
-    raise ValueError(f"unknown segmenter {kind!r}; choose one of {', '.join(SEGMENTERS)}")

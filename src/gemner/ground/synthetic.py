@@ -65,7 +65,9 @@ class SceneObject:
 
 
 @dataclass(frozen=True)
-class Query:
+class SceneQuery:
+    """An entity asked about a scene; `present` says whether the scene holds it (a distractor when not)."""
+
     entity: str
     category: str
     present: bool
@@ -75,7 +77,7 @@ class Query:
 class Scene:
     image: Image.Image
     objects: list[SceneObject]
-    queries: list[Query] = field(default_factory=list)
+    queries: list[SceneQuery] = field(default_factory=list)
 
     def object_named(self, name: str) -> SceneObject | None:
         return next((obj for obj in self.objects if obj.name == name), None)
@@ -233,9 +235,9 @@ def _swaps(objects: list[SceneObject]) -> list[str]:
     return sorted(f"{c} {s}" for c in colours for s in shapes if f"{c} {s}" not in present)
 
 
-def _queries(rng: random.Random, scene: Scene, spec: SceneSpec) -> list[Query]:
+def _queries(rng: random.Random, scene: Scene, spec: SceneSpec) -> list[SceneQuery]:
     present = {obj.name for obj in scene.objects}
-    queries = [Query(obj.name, obj.category, True) for obj in scene.objects]
+    queries = [SceneQuery(obj.name, obj.category, True) for obj in scene.objects]
     category_of = dict(vocabulary(spec))
     swaps = _swaps(scene.objects)
     absent = [name for name in category_of if name not in present]
@@ -248,7 +250,7 @@ def _queries(rng: random.Random, scene: Scene, spec: SceneSpec) -> list[Query]:
             swaps.remove(name)
         if name in absent:
             absent.remove(name)
-        queries.append(Query(name, category_of[name], False))
+        queries.append(SceneQuery(name, category_of[name], False))
     return queries
 
 

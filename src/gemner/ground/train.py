@@ -70,7 +70,7 @@ def examples_from_posts(posts: Iterable[Post], category_field: str = "type",
 
 
 @dataclass
-class TrainReport:
+class MatcherTrainReport:
     steps: int = 0
     images: int = 0
     seconds: float = 0.0
@@ -93,7 +93,7 @@ def batches(items: Sequence[TrainingImage], size: int, rng: random.Random) -> li
 
 def train_matcher(matcher: EntityImageMatcher, items: Sequence[TrainingImage],
                   config: GrounderTrainConfig = GrounderTrainConfig(),
-                  on_step: Callable[[int, float], None] | None = None) -> TrainReport:
+                  on_step: Callable[[int, float], None] | None = None) -> MatcherTrainReport:
     """AdamW with a linear schedule (paper Appendix C) over `config.epochs` passes of `items`."""
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -106,7 +106,7 @@ def train_matcher(matcher: EntityImageMatcher, items: Sequence[TrainingImage],
     warmup = int(config.warmup_ratio * total)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: linear_schedule(step, warmup, total))
     class_weight = torch.tensor([1.0, config.positive_weight], device=matcher.device)
-    report = TrainReport()
+    report = MatcherTrainReport()
     start = time.perf_counter()
     model.train()
     try:
@@ -130,7 +130,7 @@ def train_matcher(matcher: EntityImageMatcher, items: Sequence[TrainingImage],
 
 
 def _step(matcher: EntityImageMatcher, batch: Sequence[TrainingImage], class_weight: torch.Tensor,
-          report: TrainReport) -> torch.Tensor | None:
+          report: MatcherTrainReport) -> torch.Tensor | None:
     images, texts, rows, labels = [], [], [], []
     for item in batch:
         try:

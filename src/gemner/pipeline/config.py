@@ -7,7 +7,6 @@ switches (see `ABLATIONS`). Presets live in `presets/<name>.yaml`; `gemner confi
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
@@ -19,10 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..data.issues import DataError
 from ..ground.config import GrounderConfig
 from ..knowledge.builder import LLMSettings
+from ..paths import models_dir
 from ..rerank.config import RerankSettings
 
 PRESET_NAMES = ("lite", "lite-gmner", "paper")
-MODELS_ENV = "GEMNER_MODELS"
 
 
 class _Section(BaseModel):
@@ -111,15 +110,6 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 
 def with_changes(config: PipelineConfig, changes: dict[str, Any]) -> PipelineConfig:
     return PipelineConfig.model_validate(_merge(config.model_dump(), changes))
-
-
-def repository_root() -> Path:
-    return Path(__file__).resolve().parents[3]
-
-
-def models_dir() -> Path:
-    """Where shipped models live: $GEMNER_MODELS, else the repository's `models/`."""
-    return Path(os.environ.get(MODELS_ENV) or repository_root() / "models")
 
 
 def _expand(value: str | None) -> str | None:

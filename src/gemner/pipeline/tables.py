@@ -4,6 +4,7 @@ the recogniser ablations; each cell a measured number or what it needs."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from rich.table import Table
 
 from ..evaluation import ScoreReport
 from .charts import bar_chart
-from .reproduce import NEEDS_IMAGES, RERANKED_VARIANTS, Reproduction, variant_named
+from .reproduce import NEEDS_IMAGES, RERANKED_VARIANTS, Reproduction, Settings, variant_named
 
 # Paper Table 1, GEM (BERT) and GEM (RoBERTa): MNERG / MNER / EEG.
 PAPER_TABLE_1 = {
@@ -58,9 +59,19 @@ def _prf(report: ScoreReport | None, coarse: bool = False) -> list[Cell]:
 class Results:
     tables: list[TableData]
     figures: list[Path]
+    results_file: Path | None = None  # results.json, once written
+    plan_file: Path | None = None  # plan.txt: the equivalent `gemner` command of every step
 
     def to_json(self) -> dict[str, Any]:
         return {"tables": [t.to_json() for t in self.tables], "figures": [str(f) for f in self.figures]}
+
+
+def run_reproduction(settings: Settings, log: Callable[[str], None] = print) -> Results:
+    """Every table and figure, running the steps not yet done; writes `results.json` and `plan.txt`."""
+    reproduction = Reproduction(settings, log=log)
+    results = build_results(reproduction)
+    results.results_file, results.plan_file = write_results(reproduction, results), reproduction.write_plan()
+    return results
 
 
 def build_results(rep: Reproduction) -> Results:

@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -196,9 +196,3 @@ def batch_order(n_items: int, lengths: Sequence[int], batch_size: int, seed: int
     if length_buckets:
         rng.shuffle(batches)
     return batches
-
-
-def inference_batches(items: list[EncodedPost], batch_size: int) -> Iterator[list[EncodedPost]]:
-    """Batches in input order (so predictions stream out in order); sorted only within a batch."""
-    for s in range(0, len(items), batch_size):
-        yield items[s:s + batch_size]

@@ -117,7 +117,8 @@ def predict_file(recognizer: str | Path, posts: Sequence[Post], output: str | Pa
                  knowledge: str | Path | None = None, batch_size: int = 32, resume: bool = False,
                  device: str = "cpu", log: IssueLog | None = None, progress: bool = False,
                  trust_remote_code: bool = False) -> dict[str, int]:
-    """Load a recogniser checkpoint and write predictions for `posts` (what `gemner predict` runs)."""
+    """Load a recogniser checkpoint and write its predictions for `posts`: the recogniser alone, as
+    `gemner predict --recognizer` without `--config` computes them."""
     from .model import Recognizer
 
     log = IssueLog() if log is None else log

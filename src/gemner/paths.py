@@ -1,0 +1,57 @@
+"""Where the shipped files live: the benchmarks (`data/`), their knowledge files and the models (`models/`).
+
+Each folder is found the same way: its environment variable when set, else next to the installed package
+(`gemner/data`, `gemner/models`), else at the root of a source checkout (`src/gemner` -> `data/`, `models/`).
+Nothing depends on the working directory. When no candidate holds the folder, the error names the variable
+to set.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+DATA_ENV = "GEMNER_DATA"
+MODELS_ENV = "GEMNER_MODELS"
+BENCHMARKS = ("gmner", "gmner-v2", "fmnerg")
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def package_candidates(name: str) -> list[Path]:
+    """`name` inside the installed package, then at the root of a src-layout checkout."""
+    return [_PACKAGE / name, _PACKAGE.parents[1] / name]
+
+
+def _find(env: str, name: str, holds: Callable[[Path], bool], what: str, explicit: str | Path | None = None) -> Path:
+    chosen = explicit or os.environ.get(env)
+    if chosen:  # asked for by name: never silently replaced by another folder
+        if holds(Path(chosen)):
+            return Path(chosen)
+        source = "given folder" if explicit else f"${env}"
+        raise FileNotFoundError(f"{what} not found in {chosen} (the {source}); set {env} to a folder holding them")
+    for candidate in package_candidates(name):
+        if holds(candidate):
+            return candidate
+    tried = ", ".join(str(c) for c in package_candidates(name))
+    raise FileNotFoundError(f"{what} not found (looked in {tried}): set {env} to the folder holding them")
+
+
+def _holds_benchmarks(folder: Path) -> bool:
+    return (folder / "gmner").is_dir()
+
+
+def data_dir(explicit: str | Path | None = None) -> Path:
+    """The folder of the shipped benchmarks (`gmner/`, `gmner-v2/`, `fmnerg/`, `knowledge/`): `explicit`,
+    else $GEMNER_DATA, else the package's."""
+    return _find(DATA_ENV, "data", _holds_benchmarks, f"benchmark data ({', '.join(BENCHMARKS)})", explicit)
+
+
+def knowledge_dir() -> Path:
+    """The shipped knowledge files (gazetteer hints, the offline LLM's explanations)."""
+    return data_dir() / "knowledge"
+
+
+def models_dir() -> Path:
+    """The folder of the shipped models (`models:NAME` in a pipeline YAML): $GEMNER_MODELS, else the package's."""
+    return _find(MODELS_ENV, "models", Path.is_dir, "shipped models")
