@@ -17,7 +17,10 @@ import torch
 from ..data.bio import tags_to_spans
 from ..data.issues import IssueLog
 from ..data.types import Post, PredictedEntity
+from ..data.userio import prediction_record
 from ..data.userio import read_knowledge as read_knowledge_file
+from ..data.writer import PredictionWriter, WriteCounts
+from ..progress import progress_bar
 from .encoding import EncodedPost, collate, encode_post
 from .uncertainty import span_scores
 
@@ -82,40 +85,21 @@ def _predict_one(model, post: Post, knowledge: dict[str, str]) -> list[Predicted
 
 def write_predictions(model, posts: Sequence[Post], output: str | Path, knowledge: dict[str, str] | None = None,
                       batch_size: int = 32, resume: bool = False, log: IssueLog | None = None,
-                      progress: bool = False) -> dict[str, int]:
-    """Write the prediction JSONL (flushed per post). Returns counts: written, skipped, errors."""
-    from ..data.userio import PredictionWriter, prediction_record
-
-    counts = {"written": 0, "skipped": 0, "errors": 0}
-    with PredictionWriter(output, resume=resume) as writer:
-        todo = [p for p in posts if p.id not in writer.done_ids]
-        counts["skipped"] = len(posts) - len(todo)
-        bar = _progress(len(todo), progress)
-        for post, result in predict_posts(model, todo, knowledge, batch_size, log):
-            if isinstance(result, str):
-                writer.write(prediction_record(post, [], error=result))
-                counts["errors"] += 1
-            else:
-                writer.write(prediction_record(post, result))
-            counts["written"] += 1
-            if bar is not None:
+                      progress: bool = False, retry_errors: bool = True) -> WriteCounts:
+    """Write the prediction JSONL (flushed per post); returns what was written (`WriteCounts`)."""
+    with PredictionWriter(output, resume=resume, retry_errors=retry_errors) as writer:
+        todo = list(writer.pending(posts))
+        with progress_bar(len(todo), "predict", enabled=progress) as bar:
+            for post, result in predict_posts(model, todo, knowledge, batch_size, log):
+                error = result if isinstance(result, str) else None
+                writer.write(prediction_record(post, [] if error else result, error=error))
                 bar.update(1)
-        if bar is not None:
-            bar.close()
-    return counts
-
-
-def _progress(total: int, enabled: bool):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="post", desc="predict")
+    return writer.counts
 
 
 def predict_file(recognizer: str | Path, posts: Sequence[Post], output: str | Path,
                  knowledge: str | Path | None = None, batch_size: int = 32, resume: bool = False,
-                 device: str = "cpu", log: IssueLog | None = None, progress: bool = False) -> dict[str, int]:
+                 device: str = "cpu", log: IssueLog | None = None, progress: bool = False) -> WriteCounts:
     """Load a recogniser checkpoint and write predictions for `posts` (what `gemner predict` runs)."""
     from .model import Recognizer
 
