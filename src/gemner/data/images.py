@@ -4,7 +4,8 @@ Limits (both configurable per call and through the environment):
 
 * `max_pixels` (default 100,000,000, i.e. 10000x10000; `GEMNER_MAX_IMAGE_PIXELS`): width x height is
   read from the file header (Pillow opens lazily) and checked *before* any pixel is decoded; a larger
-  image is refused with `ImageError`. Decoding one image at the limit costs at most 4 bytes per pixel
+  image is refused with `ImageError` (Pillow's own ceiling, 178,956,970 pixels, cannot be raised
+  from here). Decoding one image at the limit costs at most 4 bytes per pixel
   (400 MB) for the moment of the decode.
 * `max_side` (default 2048; `GEMNER_MAX_IMAGE_SIDE`): a larger image is downscaled on load (JPEG: already
   while decoding, via `Image.draft`) so that its longer side is `max_side`. Every model of the pipeline
@@ -75,8 +76,8 @@ def load_image(path: str | Path, *, limit_pixels: int | None = None, limit_side:
                 rgb = image.convert("RGB")
     except ImageError:
         raise
-    except Image.DecompressionBombError as err:
-        raise ImageError(f"image {path}: {err}") from None
+    except Image.DecompressionBombError as err:  # Pillow's own ceiling, checked as it reads the header
+        raise ImageError(f"image {path} is over the limit of {limit_pixels:,} pixels ({err})") from None
     except (OSError, SyntaxError, ValueError, MemoryError) as err:
         raise ImageError(f"unreadable image {path} ({type(err).__name__}: {err})") from None
     rgb.info[ORIGINAL_SIZE] = size
@@ -95,7 +96,9 @@ def check_image(path: str | Path, *, limit_pixels: int | None = None) -> tuple[i
             with Image.open(path) as image:
                 size = image.size
                 image.verify()
-    except (Image.DecompressionBombError, OSError, SyntaxError, ValueError) as err:
+    except Image.DecompressionBombError as err:
+        raise ImageError(f"image {path} is over the limit of {limit_pixels:,} pixels ({err})") from None
+    except (OSError, SyntaxError, ValueError) as err:
         raise ImageError(f"unreadable image {path} ({type(err).__name__}: {err})") from None
     if size[0] * size[1] > limit_pixels:
         raise ImageError(f"image {path} is {size[0]}x{size[1]} pixels, over the limit of {limit_pixels:,} "

@@ -10,7 +10,8 @@ so time and memory stay flat for any post length (a tweet has at most 280 charac
 * ITM text (grounding): the entity and category at most `ITM_TEXT_CHARS` characters each (the ITM
   tokenizer keeps 35 subwords).
 
-A post over `LONG_POST_WORDS` words or `LONG_POST_CHARS` characters is reported once (by id).
+A post over `LONG_POST_WORDS` words or `LONG_POST_CHARS` characters, or one the recogniser cuts, is
+reported once (by id), by the first model that reads it (the recogniser; the reranker for `gemner rerank`).
 """
 
 from __future__ import annotations
@@ -43,9 +44,13 @@ def is_long(tokens: Sequence[str]) -> bool:
     return False
 
 
-def long_post_note(tokens: Sequence[str]) -> str:
-    return (f"long post ({len(tokens)} words): model inputs cut to their limits (reranker {RERANK_CONTEXT_WORDS} "
-            f"words around each entity, knowledge prompt {KNOWLEDGE_TWEET_CHARS} characters)")
+def long_post_note(tokens: Sequence[str], recogniser_words: int | None = None) -> str:
+    """The one note about a long post (`recogniser_words`: the words the recogniser kept, when it cut)."""
+    note = (f"long post ({len(tokens)} words): model inputs cut to their limits (reranker {RERANK_CONTEXT_WORDS} "
+            f"words around each entity, knowledge prompt {KNOWLEDGE_TWEET_CHARS} characters")
+    if recogniser_words is not None:
+        note += f"; the recogniser reads the first {recogniser_words} words, the others are predicted O"
+    return note + ")"
 
 
 def context_window(n_tokens: int, start: int, end: int, width: int = RERANK_CONTEXT_WORDS,

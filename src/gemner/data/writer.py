@@ -76,37 +76,39 @@ def check_not_an_input(output: Path, inputs: Iterable[str | Path | None]) -> Non
 
 
 class _Lock:
-    """An exclusive advisory lock on `<output>.lock`, held from open to close."""
+    """An exclusive advisory lock on `<output>.lock`, held from open to close (or until the process ends,
+    or the writer is garbage-collected: the lock belongs to the open file)."""
 
     def __init__(self, output: Path):
         self.path = output.with_name(output.name + ".lock")
-        self.fd: int | None = None
+        self.handle: Any = None
         if fcntl is None:
             return
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            handle = open(self.path, "a+b")  # noqa: SIM115 - held open while the lock is held
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
-                os.close(fd)
+                handle.close()
                 raise DataError(f"another run is writing {output} (it holds {self.path}); wait for it to "
                                 "finish or choose another --output") from None
             try:
-                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+                same = os.fstat(handle.fileno()).st_ino == os.stat(self.path).st_ino
             except FileNotFoundError:
                 same = False
             if same:  # not a lock file that its last owner removed after we opened it
                 break
-            os.close(fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self.fd = fd
+            handle.close()
+        handle.truncate(0)
+        handle.write(f"{os.getpid()}\n".encode())
+        handle.flush()
+        self.handle = handle
 
     def release(self) -> None:
-        if self.fd is not None:
+        if self.handle is not None:
             self.path.unlink(missing_ok=True)  # while still locked: a waiting opener sees the inode change
-            os.close(self.fd)
-            self.fd = None
+            self.handle.close()
+            self.handle = None
 
 
 class PredictionWriter:
@@ -132,7 +134,7 @@ class PredictionWriter:
                 self.done_ids.clear()
                 self.counts.retried = 0
                 self._replace("")
-            self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+            self._handle = open(self.path, "a", encoding="utf-8", newline="")  # noqa: SIM115 - closed in close()
         except BaseException:
             self._lock.release()
             raise
@@ -171,7 +173,7 @@ class PredictionWriter:
     def _replace(self, text: str) -> None:
         """Rewrite the output atomically (a temporary file, fsync, rename)."""
         temporary = self.path.with_name(self.path.name + ".tmp")
-        with open(temporary, "w", encoding="utf-8") as handle:
+        with open(temporary, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())

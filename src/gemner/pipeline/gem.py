@@ -15,7 +15,6 @@ from typing import Any
 
 from ..data.images import ImageError, load_image
 from ..data.issues import IssueLog
-from ..data.limits import is_long, long_post_note
 from ..data.tokenize import tokenize_tweet
 from ..data.types import Post, PredictedEntity
 from .config import PipelineConfig, load_config, with_changes
@@ -94,8 +93,6 @@ class GEM:
         knowledge, captions = self.knowledge.knowledge(posts, images)
         results = []
         for post, entities in self.recognizer.recognise(posts, knowledge, self.log):
-            if is_long(post.tokens):
-                self.log.report(long_post_note(post.tokens), "inputs cut", post_id=post.id)
             if isinstance(entities, str):
                 results.append(PostResult(post, [], error=entities, stages=dict(stages)))
                 continue

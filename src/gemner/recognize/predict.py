@@ -16,6 +16,7 @@ import torch
 
 from ..data.bio import tags_to_spans
 from ..data.issues import IssueLog
+from ..data.limits import is_long, long_post_note
 from ..data.types import Post, PredictedEntity
 from ..data.userio import prediction_record
 from ..data.userio import read_knowledge as read_knowledge_file
@@ -50,6 +51,20 @@ def predict_batch(model, posts: Sequence[Post], items: Sequence[EncodedPost]) ->
     ]
 
 
+def input_limit(model) -> int:
+    """Subwords per post: the configured `max_length`, never more than the encoder's positions."""
+    limit = model.config.max_length
+    encoder_config = getattr(getattr(model, "encoder", None), "config", None)
+    positions = getattr(encoder_config, "max_position_embeddings", None)
+    if isinstance(positions, int):
+        offset = 2 if "roberta" in str(getattr(encoder_config, "model_type", "")) else 0  # positions from 2
+        limit = min(limit, positions - offset)
+    tokenizer_limit = getattr(model.tokenizer, "model_max_length", None)
+    if isinstance(tokenizer_limit, int) and tokenizer_limit < 100_000:  # unset: a huge sentinel
+        limit = min(limit, tokenizer_limit)
+    return limit
+
+
 def predict_posts(model, posts: Sequence[Post], knowledge: dict[str, str] | None = None,
                   batch_size: int = 32, log: IssueLog | None = None
                   ) -> Iterator[tuple[Post, list[PredictedEntity] | str]]:
@@ -57,27 +72,28 @@ def predict_posts(model, posts: Sequence[Post], knowledge: dict[str, str] | None
     model.eval()
     log = IssueLog() if log is None else log
     knowledge = knowledge or {}
+    limit = input_limit(model)
     for start in range(0, len(posts), batch_size):
         chunk = posts[start:start + batch_size]
         nonempty = [p for p in chunk if p.tokens]
         try:
-            items = [encode_post(model.tokenizer, p.tokens, knowledge.get(p.id), model.config.max_length, i)
+            items = [encode_post(model.tokenizer, p.tokens, knowledge.get(p.id), limit, i)
                      for i, p in enumerate(nonempty)]
             for post, item in zip(nonempty, items, strict=True):
-                if item.n_words < len(post.tokens):
-                    log.report(f"text longer than {model.config.max_length} subwords",
-                               f"words after {item.n_words} predicted O", post_id=post.id)
+                kept = item.n_words if item.n_words < len(post.tokens) else None
+                if kept is not None or is_long(post.tokens):  # said once per post, for every model
+                    log.report(long_post_note(post.tokens, kept), "inputs cut", post_id=post.id)
             entities = predict_batch(model, nonempty, items) if items else []
             results = dict(zip((p.id for p in nonempty), entities, strict=True))
         except Exception:  # isolate the failing post(s); the others still get predictions
-            results = {p.id: _predict_one(model, p, knowledge) for p in nonempty}
+            results = {p.id: _predict_one(model, p, knowledge, limit) for p in nonempty}
         for post in chunk:
             yield post, results.get(post.id, [])
 
 
-def _predict_one(model, post: Post, knowledge: dict[str, str]) -> list[PredictedEntity] | str:
+def _predict_one(model, post: Post, knowledge: dict[str, str], limit: int) -> list[PredictedEntity] | str:
     try:
-        item = encode_post(model.tokenizer, post.tokens, knowledge.get(post.id), model.config.max_length)
+        item = encode_post(model.tokenizer, post.tokens, knowledge.get(post.id), limit)
         return predict_batch(model, [post], [item])[0]
     except Exception as err:
         return f"{type(err).__name__}: {err}"
