@@ -81,14 +81,14 @@ def rerank(
     threads: ThreadsOpt = None,
     device: DeviceOpt = None,
     retry_errors: RetryOpt = True,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Rerank the hard entities (H > gamma) of a predictions file with a reranker."""
     _threads(threads)
-    from rich.progress import Progress
-
     from ..data import SCHEMAS
     from ..data.issues import DataError, IssueLog
-    from ..rerank.apply import SampleFilter, rerank_predictions
+    from ..rerank.apply import rerank_predictions
+    from ..rerank.filter import SampleFilter
     from ..rerank.model import Reranker
 
     if not predictions.is_file():
@@ -100,13 +100,10 @@ def rerank(
     reranker = Reranker.load(model, overrides, device=device)
     cfg = reranker.config
     log = IssueLog()
-    total = sum(1 for line in predictions.open(encoding="utf-8") if line.strip())
-    with Progress(console=console, transient=True) as bar:
-        task = bar.add_task("reranking", total=total)
-        counts, stats = rerank_predictions(
-            reranker, predictions, output, sample_filter=SampleFilter(cfg.gamma, rerank_all, cfg.k),
-            schema=SCHEMAS[dataset] if dataset else None, captions=read_captions(knowledge), mode=cfg.mode,
-            log=log, retry_errors=retry_errors, progress=lambda n: bar.update(task, completed=n))
+    counts, stats = rerank_predictions(
+        reranker, predictions, output, sample_filter=SampleFilter(cfg.gamma, rerank_all, cfg.k),
+        schema=SCHEMAS[dataset] if dataset else None, captions=read_captions(knowledge), mode=cfg.mode,
+        log=log, retry_errors=retry_errors, progress=progress)
     for issue in log.issues[:20]:
         console.print(f"[yellow]warning:[/] {issue}", highlight=False)
     if len(log.issues) > 20:

@@ -180,13 +180,15 @@ class PredictionWriter:
         os.replace(temporary, self.path)
 
     # ----------------------------------------------------------------- writing
+    def skip(self, post_id: Any) -> bool:
+        """Whether the post is finished already (then it counts as resumed)."""
+        done = str(post_id) in self.done_ids
+        self.counts.resumed += done
+        return done
+
     def pending(self, items: Iterable[T], key: Callable[[T], Any] = lambda item: item.id) -> Iterator[T]:
         """The items whose id (`key(item)`) is not finished yet; the others count as resumed."""
-        for item in items:
-            if str(key(item)) in self.done_ids:
-                self.counts.resumed += 1
-                continue
-            yield item
+        return (item for item in items if not self.skip(key(item)))
 
     def write(self, record: Mapping[str, Any]) -> None:
         self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")

@@ -9,7 +9,7 @@ is dropped and redone). Bad lines and entities are reported with file and line o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from ..data.schema import FMNERG_SCHEMA, GMNER_SCHEMA, LabelSchema
 from ..data.types import PredictedEntity
 from ..data.userio import iter_prediction_records
 from ..data.writer import PredictionWriter, WriteCounts
+from ..progress import progress_bar
 from .filter import SampleFilter as SampleFilter  # its home is .filter; still importable from here
 from .filter import is_hard
 from .infer import rerank_query, static_prefix
@@ -150,25 +151,30 @@ def rerank_predictions(reranker: Reranker, predictions: str | Path, output: str 
                        sample_filter: SampleFilter, schema: LabelSchema | None = None,
                        captions: Mapping[str, str] | None = None, mode: str | None = None,
                        log: IssueLog | None = None, retry_errors: bool = True,
-                       progress: Callable[[int], None] | None = None) -> tuple[WriteCounts, RerankStats]:
-    """Rerank every post of `predictions` into `output` (resumes when `output` holds finished posts).
-    `progress` is called with the number of input posts handled so far."""
+                       progress: bool = False) -> tuple[WriteCounts, RerankStats]:
+    """Rerank every post of `predictions` into `output` (resumes when `output` holds finished posts)."""
     predictions, output = Path(predictions), Path(output)
     if not predictions.is_file():
         raise FileNotFoundError(f"{predictions}: no such predictions file")
     log = log if log is not None else IssueLog()
     run = EntityReranker.build(reranker, sample_filter, schema, mode)
     where = str(predictions)
-    with PredictionWriter(output, inputs=[predictions], retry_errors=retry_errors) as sink:
-        records = (record for _, record in iter_prediction_records(predictions, log))
-        for seen, record in enumerate(sink.pending(records, key=lambda r: r["id"]), 1):
+    with PredictionWriter(output, inputs=[predictions], retry_errors=retry_errors) as sink, \
+            progress_bar(_count_lines(predictions), "rerank", enabled=progress) as bar:
+        for _, record in iter_prediction_records(predictions, log):
+            bar.update(1)
+            if sink.skip(record["id"]):
+                continue
             if run.schema is None:
                 run.schema = guess_schema({str(e.get("type")) for e in record.get("entities") or []
                                            if isinstance(e, dict)})
             sink.write(_rerank_record(run, record, where, log, (captions or {}).get(str(record["id"]), "")))
-            if progress is not None:
-                progress(seen + sink.counts.resumed)
     return sink.counts, run.stats
+
+
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as handle:
+        return sum(1 for line in handle if line.strip())
 
 
 def merge_filtered(original: dict[str, Any], reranked_all: dict[str, Any] | None, gamma: float) -> dict[str, Any]:
