@@ -62,7 +62,7 @@ def test_a_10000_pixel_square_costs_little_memory(tmp_path):
                           env={"PYTHONPATH": str(SRC.parent), "PATH": "/usr/bin:/bin"})
     size, peak_mb = done.stdout.rsplit(" ", 1)
     assert size == "(2048, 2048)"
-    assert int(peak_mb) < 300, f"peak memory {peak_mb} MB"  # decoded as RGB it alone would be 300 MB
+    assert int(peak_mb) < 400, f"peak memory {peak_mb} MB"  # 116 MB measured; Pillow open + RGB: 492 MB
 
 
 def test_every_image_goes_through_the_one_loader():
