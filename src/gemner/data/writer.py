@@ -14,8 +14,8 @@ Guarantees:
 * **Never destroys other data**: the output may not be one of the run's input files; an output that
   is a folder, holds bytes that are not UTF-8, or holds no prediction record at all is refused with a
   one-line `DataError` and left untouched. Lines of an existing output that are not prediction
-  records are kept as they are. The file is only rewritten through a temporary file and an atomic
-  rename.
+  records are kept as they are. Dropping a torn line or retried errors rewrites the file through a
+  temporary file and an atomic rename; the existing output is read line by line (memory stays flat).
 """
 
 from __future__ import annotations
@@ -129,11 +129,12 @@ class PredictionWriter:
         self.counts = WriteCounts()
         self._lock = _Lock(self.path)
         try:
-            kept = self._recover(retry_errors) if self.path.exists() else None
-            if not resume and kept is not None:
-                self.done_ids.clear()
-                self.counts.retried = 0
-                self._replace("")
+            if self.path.exists():
+                self._recover(retry_errors)
+                if not resume:  # checked like a resumed file, then emptied
+                    self.done_ids.clear()
+                    self.counts.retried = 0
+                    self._truncate()
             self._handle = open(self.path, "a", encoding="utf-8", newline="")  # noqa: SIM115 - closed in close()
         except BaseException:
             self._lock.release()
@@ -142,42 +143,58 @@ class PredictionWriter:
         self._since_sync = 0
 
     # ----------------------------------------------------------------- opening an existing output
-    def _recover(self, retry_errors: bool) -> str:
-        data = self.path.read_bytes()
-        cut = data.rfind(b"\n") + 1
-        complete, torn = data[:cut], data[cut:]
-        try:
-            text = complete.decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise DataError(f"--output {self.path} holds bytes that are not UTF-8 (byte {err.start}): it is not a "
-                            "predictions file; choose another --output (the file is left as it is)") from None
-        lines = text.split("\n")[:-1]  # "\n" only: a record may hold U+2028 and other line separators
-        parsed = [_record_id(line) for line in lines]
-        foreign = any(line.strip() for line in lines) or torn.strip()
-        if foreign and not any(p is not None for p in parsed) and not torn.lstrip().startswith(b"{"):
+    def _recover(self, retry_errors: bool) -> None:
+        """Read the existing output line by line (memory flat for any size): collect the finished ids,
+        refuse a foreign file, and rewrite it when a torn last line or retried errors must go."""
+        has_records = has_other = rewrite = False
+        torn = b""
+        offset = 0
+        with open(self.path, "rb") as handle:
+            for raw in handle:  # binary lines end at b"\n" only (a record may hold U+2028)
+                if not raw.endswith(b"\n"):
+                    torn, rewrite = raw, True
+                    break
+                record = _record_id(self._decode(raw, offset))
+                offset += len(raw)
+                has_other = has_other or (record is None and bool(raw.strip()))
+                if record is None:
+                    continue
+                has_records = True
+                if record[1] and retry_errors:
+                    self.counts.retried += 1
+                    rewrite = True
+                else:
+                    self.done_ids.add(record[0])
+        if (has_other or torn.strip()) and not has_records and not torn.lstrip().startswith(b"{"):
             raise DataError(f"--output {self.path} holds no prediction record: choose another --output "
                             "(the file is left as it is)")
-        kept = []
-        for line, record in zip(lines, parsed, strict=True):
-            if record is not None and record[1] and retry_errors:
-                self.counts.retried += 1
-                continue
-            if record is not None:
-                self.done_ids.add(record[0])
-            kept.append(line + "\n")
-        new = "".join(kept)
-        if torn or len(kept) != len(lines):
-            self._replace(new)
-        return new
+        if rewrite:
+            self._rewrite(retry_errors)
 
-    def _replace(self, text: str) -> None:
-        """Rewrite the output atomically (a temporary file, fsync, rename)."""
+    def _decode(self, raw: bytes, offset: int) -> str:
+        try:
+            return raw[:-1].decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise DataError(f"--output {self.path} holds bytes that are not UTF-8 (byte {offset + err.start}): it "
+                            "is not a predictions file; choose another --output (the file is left as it is)") from None
+
+    def _rewrite(self, retry_errors: bool) -> None:
+        """Copy the complete lines worth keeping to a temporary file, fsync, rename over the output."""
         temporary = self.path.with_name(self.path.name + ".tmp")
-        with open(temporary, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+        with open(self.path, "rb") as source, open(temporary, "wb") as target:
+            for raw in source:
+                if not raw.endswith(b"\n"):
+                    break
+                record = _record_id(raw[:-1].decode("utf-8"))
+                if record is None or not (record[1] and retry_errors):
+                    target.write(raw)
+            target.flush()
+            os.fsync(target.fileno())
         os.replace(temporary, self.path)
+
+    def _truncate(self) -> None:
+        with open(self.path, "wb") as handle:
+            os.fsync(handle.fileno())
 
     # ----------------------------------------------------------------- writing
     def skip(self, post_id: Any) -> bool:
