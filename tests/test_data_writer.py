@@ -165,7 +165,7 @@ def test_recovery_from_any_output_content(tmp_path, content, retry):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1800)  # 2 to 5 minutes on 2 busy cores
+@pytest.mark.timeout(1800)  # 40 s to 2 minutes on 2 busy cores
 @settings(max_examples=10_000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(content=_content, retry=st.booleans())
 def test_recovery_from_any_output_content_many(tmp_path, content, retry):
