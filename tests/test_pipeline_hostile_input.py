@@ -206,3 +206,27 @@ def test_each_image_is_decoded_once(config_file, tmp_path, monkeypatch):
     gem = GEM.from_pretrained(config_file)
     predict_to_file(gem, posts, tmp_path / "out.jsonl", visualize=tmp_path / "viz")
     assert sorted(opened) == sorted(str(p.image) for p in posts)
+
+
+def test_boxes_of_a_downscaled_image_are_in_the_file_pixels(config_file, tmp_path, monkeypatch):
+    from gemner.data import Post
+
+    image = Image.new("RGB", (384, 256), (40, 120, 200))
+    image.paste((250, 40, 40), (200, 120, 330, 230))
+    image.save(tmp_path / "big.png")
+    post = synthetic_posts(1, seed=7, prefix="t")[0]
+    gem = GEM.from_pretrained(config_file, changes={"rerank": {"enabled": False}})
+
+    def boxes() -> list[tuple[list[float], list[int]]]:
+        result = next(gem.predict_batch([Post(post.id, post.tokens, image=tmp_path / "big.png")]))
+        assert result.error is None and result.entities
+        return [(list(e.box), e.scores["peak"]) for e in result.entities]
+
+    full = boxes()
+    monkeypatch.setenv("GEMNER_MAX_IMAGE_SIDE", "192")  # loaded at half size
+    half = boxes()
+    for (_, peak), (half_box, half_peak) in zip(full, half, strict=True):
+        assert all(abs(a - b) <= 4 for a, b in zip(peak, half_peak, strict=True)), (peak, half_peak)
+        x1, y1, x2, y2 = half_box
+        assert 0 <= x1 < x2 <= 384 and 0 <= y1 < y2 <= 256
+    assert max(box[2] for box, _ in half) > 192  # in the file's pixels, not the loaded image's
