@@ -206,7 +206,7 @@ class RerankRunner:
             return entities
         from ..rerank.apply import PostContext
 
-        return self.run.rerank_all(entities, PostContext(post.id, post.tokens, image, caption), log)
+        return self.run.rerank_entities(entities, PostContext(post.id, post.tokens, image, caption), log)
 
 
 class GroundRunner:

@@ -105,7 +105,7 @@ class EntityReranker:
         return replace(entity, type=result.choice, coarse=coarse,
                        scores={**scores, "rerank": result.to_scores(entity.type)})
 
-    def rerank_all(self, entities: Sequence[PredictedEntity], post: PostContext, log: IssueLog
+    def rerank_entities(self, entities: Sequence[PredictedEntity], post: PostContext, log: IssueLog
                    ) -> list[PredictedEntity]:
         return [self.rerank(entity, post, log) or entity for entity in entities]
 
