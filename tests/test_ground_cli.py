@@ -78,9 +78,13 @@ def test_ground_batch_fills_boxes_reports_bad_images_and_resumes(tiny_model, sce
         assert 0.0 <= entity["scores"]["itm"] <= 1.0 and len(entity["scores"]["peak"]) == 2
         x1, y1, x2, y2 = entity["box"]
         assert 0 <= x1 < x2 <= 64 and 0 <= y1 < y2 <= 64
-    # a second run resumes: nothing is redone, nothing duplicated
+    # a second run resumes: only the post that failed is redone (its image is still broken), nothing duplicated
     result = runner.invoke(app, args)
-    assert result.exit_code == 0 and "4 already done" in result.output
+    assert result.exit_code == 0 and "3 already there" in result.output and "1 earlier errors retried" in result.output
+    assert sorted(json.loads(line)["id"] for line in output.read_text().splitlines()) == ["post0", "post1", "post2",
+                                                                                          "post9"]
+    result = runner.invoke(app, [*args, "--skip-errors"])  # keep the error records: nothing is redone
+    assert result.exit_code == 0 and "4 already there" in result.output
     assert len(output.read_text().splitlines()) == 4
 
 

@@ -114,11 +114,11 @@ def test_predict_file_resumes_after_an_interruption_and_draws_pictures(models, t
     with pytest.raises(_Stop):
         predict_to_file(gem, posts, output, batch_size=2, on_post=stop_after_three)
     assert len(read_prediction_records(output)) == 3
-    counts = predict_to_file(gem, posts, output, batch_size=2, visualize=tmp_path / "pictures")
+    counts, pictures = predict_to_file(gem, posts, output, batch_size=2, visualize=tmp_path / "pictures")
     assert (counts.resumed, counts.written) == (3, 5)
     ids = [r["id"] for r in read_prediction_records(output)]
     assert sorted(ids) == sorted(p.id for p in posts) and len(ids) == len(set(ids))
-    assert counts.pictures == 5 and len(list((tmp_path / "pictures").glob("*.png"))) == 5
+    assert pictures == 5 and len(list((tmp_path / "pictures").glob("*.png"))) == 5
 
 
 def test_yaml_config_round_trip_and_api(models, tmp_path):

@@ -13,6 +13,7 @@ from .app import TrustRemoteCodeOpt, app, train_app
 from .console import err as err_console
 from .console import out as console
 from .errors import friendly_errors
+from .options import RetryOpt, ThreadsOpt
 
 ground_app = typer.Typer(
     help="Implicit visual grounding (paper §3.4): ITM relevance, eq. 11 tracing, point to box.",
@@ -53,11 +54,14 @@ def ground(
     model: ModelOpt = None,
     segmenter: SegmenterOpt = None,
     sam_model: SamOpt = None,
-    threshold: Annotated[float | None, typer.Option(help="P_T below this: no box (default 0.5 or tuned).")] = None,
-    trace_layer: Annotated[int | None, typer.Option(help="Cross-attention layer to trace (default: middle).")] = None,
+    threshold: Annotated[float | None, typer.Option(
+        min=0.0, max=1.0, help="P_T below this: no box (default 0.5 or tuned).")] = None,
+    trace_layer: Annotated[int | None, typer.Option(
+        min=0, help="Cross-attention layer to trace (default: middle).")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     bf16: Annotated[bool, typer.Option(help="Run the models in bfloat16.")] = False,
-    threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
+    threads: ThreadsOpt = None,
+    retry_errors: RetryOpt = True,
     trust_remote_code: TrustRemoteCodeOpt = False,
 ) -> None:
     """Ground entities in one image (`--image`), or fill in the boxes of a predictions file (`--predictions`)."""
@@ -78,7 +82,8 @@ def ground(
     else:
         if output is None:
             raise typer.BadParameter("batch mode needs --output")
-        _ground_file(Grounder.from_config(config, trust_remote_code=trust_remote_code), predictions, images, output)
+        _ground_file(Grounder.from_config(config, trust_remote_code=trust_remote_code), predictions, images, output,
+                     retry_errors)
 
 
 def _queries(entities: list[str], categories: list[str]):
@@ -94,23 +99,19 @@ def _queries(entities: list[str], categories: list[str]):
 
 
 def _ground_one(grounder, image_path: Path, queries, overlay: Path | None) -> None:
-    from ..data import DataError
+    from ..data.images import load_image, original_size, to_original
     from ..ground.overlay import save_overlay
-    from ..ground.train import load_image
 
-    try:
-        image = load_image(image_path)
-    except FileNotFoundError:
-        raise
-    except OSError as err:
-        raise DataError(f"{image_path}: unreadable image ({err})") from None
+    image = load_image(image_path)  # ImageError: one line, exit status 2
     groundings = grounder.ground([image], [queries], keep_heatmaps=overlay is not None)[0]
-    table = Table(title=f"{image_path.name} ({image.width}x{image.height})")
+    width, height = original_size(image)
+    table = Table(title=f"{image_path.name} ({width}x{height})")
     for column in ("entity", "category", "P_T", "box", "peak"):
         table.add_column(column)
     for query, g in zip(queries, groundings, strict=True):
-        box = "None" if g.box is None else "[" + ", ".join(f"{v:g}" for v in g.box) + "]"
-        table.add_row(query.entity, query.category, f"{g.p_true:.4f}", box, str(list(g.peak)) if g.peak else "-")
+        box = "None" if g.box is None else "[" + ", ".join(f"{v:g}" for v in to_original(image, g.box)) + "]"
+        peak = str([round(v) for v in to_original(image, g.peak)]) if g.peak else "-"
+        table.add_row(query.entity, query.category, f"{g.p_true:.4f}", box, peak)
     console.print(table)
     if overlay is None:
         return
@@ -123,18 +124,18 @@ def _ground_one(grounder, image_path: Path, queries, overlay: Path | None) -> No
         err_console.print(f"overlay: {path}")
 
 
-def _ground_file(grounder, predictions: Path, images: Path | None, output: Path) -> None:
+def _ground_file(grounder, predictions: Path, images: Path | None, output: Path, retry_errors: bool) -> None:
     from ..data import IssueLog
     from ..ground.batch import ground_predictions
 
     if not predictions.is_file():
         raise FileNotFoundError(f"predictions file not found: {predictions}")
     log = IssueLog()
-    report = ground_predictions(grounder, predictions, output, images_dir=images, log=log)
+    counts, stats = ground_predictions(grounder, predictions, output, images_dir=images, log=log,
+                                       retry_errors=retry_errors)
     for issue in log.issues:
         err_console.print(f"[yellow]warning:[/] {issue}", highlight=False)
-    err_console.print(f"wrote {output}: {report.posts} posts ({report.resumed} already done), "
-                      f"{report.entities} entities, {report.boxed} boxed, {report.failed} posts without image")
+    err_console.print(f"wrote {output}: {counts.summary()}; {stats.summary()}", highlight=False)
 
 
 @ground_app.command("synthetic")
@@ -143,7 +144,7 @@ def synthetic(
     full: Annotated[bool, typer.Option(help="The full version (README table) instead of the small CI one.")] = False,
     save_model: Annotated[Path | None, typer.Option(help="Save the trained tiny ITM here.")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the metrics as JSON here.")] = None,
-    threads: Annotated[int, typer.Option(help="torch CPU threads.")] = 1,
+    threads: Annotated[int, typer.Option(min=1, help="torch CPU threads.")] = 1,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
     """Prove the grounding path on synthetic scenes: train a tiny BLIP ITM, ground held-out scenes, score boxes."""
@@ -171,14 +172,14 @@ def train_grounder(
     output: Annotated[Path, typer.Option(help="Output folder for the fine-tuned ITM checkpoint.")],
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="fmnerg | gmner | gmner-v2")] = "fmnerg",
     model: Annotated[str | None, typer.Option("--model", help="ITM to start from (paper: BLIP ITM base COCO).")] = None,
-    lr: Annotated[float | None, typer.Option(help="Learning rate (paper: 5e-5).")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Epochs (paper: 1).")] = None,
-    images_per_batch: Annotated[int | None, typer.Option(help="Images per step, all its entities (8).")] = None,
+    lr: Annotated[float | None, typer.Option(min=0, help="Learning rate (paper: 5e-5).")] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Epochs (paper: 1).")] = None,
+    images_per_batch: Annotated[int | None, typer.Option(min=1, help="Images per step, all its entities (8).")] = None,
     category_field: Annotated[str, typer.Option(help="type (fine, paper) | coarse")] = "type",
     tune: Annotated[bool, typer.Option(help="Tune the P_T threshold on the dev split afterwards.")] = True,
-    max_posts: Annotated[int | None, typer.Option(help="Use only the first N train posts (smoke runs).")] = None,
+    max_posts: Annotated[int | None, typer.Option(min=1, help="Use only the first N train posts (smoke runs).")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
-    threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
+    threads: ThreadsOpt = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (0).")] = None,
     trust_remote_code: TrustRemoteCodeOpt = False,
 ) -> None:

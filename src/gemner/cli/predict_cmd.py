@@ -13,6 +13,7 @@ from .app import TrustRemoteCodeOpt, app
 from .console import err as console
 from .console import out as out_console
 from .errors import friendly_errors
+from .options import BatchSizeOpt, MaxPostsOpt, RetryOpt, ThreadsOpt
 
 
 def _posts(dataset, split, input, text, image, images, max_posts):
@@ -68,10 +69,11 @@ def predict(
     ground: Annotated[bool, typer.Option("--ground/--no-ground", help="w/o-grounding")] = True,
     visualize: Annotated[Path | None, typer.Option(help="Write each image with boxes and heat maps here.")] = None,
     resume: Annotated[bool, typer.Option(help="Keep the posts already in OUTPUT; predict the rest.")] = True,
-    batch_size: Annotated[int, typer.Option(help="Posts per batch.")] = 16,
-    max_posts: Annotated[int | None, typer.Option(help="Only the first N posts (smoke runs).")] = None,
-    threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
+    batch_size: BatchSizeOpt = 16,
+    max_posts: MaxPostsOpt = None,
+    threads: ThreadsOpt = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    retry_errors: RetryOpt = True,
     trust_remote_code: TrustRemoteCodeOpt = False,
 ) -> None:
     """Knowledge -> recogniser -> sample filter + reranker -> grounder, written as triples JSONL."""
@@ -108,20 +110,10 @@ def predict(
     skipped = [(i.post_id, f"input line {i.line}: {i.message}") for i in log.issues if i.post_id is not None]
     for issue in log.issues:
         console.print(f"[yellow]warning:[/] {issue}", highlight=False)
-    bar = _bar(len(posts), progress)
-    counts = predict_to_file(gem, posts, output, resume=resume, batch_size=batch_size, visualize=visualize,
-                             skipped=skipped, on_post=(lambda n: bar.update(1)) if bar else None)
-    if bar is not None:
-        bar.close()
+    counts, pictures = predict_to_file(gem, posts, output, resume=resume, batch_size=batch_size,
+                                       visualize=visualize, rejected=skipped, inputs=[input], progress=progress,
+                                       retry_errors=retry_errors)
     for issue in gem.log.issues:
         console.print(f"[yellow]warning:[/] {issue}", highlight=False)
-    console.print(f"wrote {output}: {counts.written} posts ({counts.resumed} already there, {counts.errors} with an "
-                  f"error{f', {counts.pictures} pictures in {visualize}' if visualize else ''})")
-
-
-def _bar(total: int, enabled: bool):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="post", desc="predict")
+    console.print(f"wrote {output}: {counts.summary()}{f', {pictures} pictures in {visualize}' if visualize else ''}",
+                  highlight=False)

@@ -31,14 +31,17 @@ def train_recognizer_cmd(
     no_mgp: Annotated[bool, typer.Option("--no-mgp", help="Ablation: fine path alone (no coarse path, no M).")] = False,
     no_mga: Annotated[bool, typer.Option("--no-mga", help="Ablation: both paths, no M (eq. 9 off).")] = False,
     head: Annotated[str | None, typer.Option(help="crf (paper) | softmax (per-word cross-entropy).")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Epochs (default: preset).")] = None,
-    lr: Annotated[float | None, typer.Option(help="Encoder learning rate (default: preset).")] = None,
-    head_lr: Annotated[float | None, typer.Option(help="Learning rate of heads, CRFs and M (default: preset).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Batch size (default: preset).")] = None,
-    warmup_ratio: Annotated[float | None, typer.Option(help="Warm-up share of steps (default: preset).")] = None,
-    lora_rank: Annotated[int | None, typer.Option(help="LoRA rank on the encoder (0: full fine-tuning).")] = None,
-    alpha: Annotated[float | None, typer.Option(help="Eq. 8 coarse-loss weight (default: 0.1).")] = None,
-    beta: Annotated[float | None, typer.Option(help="Eq. 9 MGA weight (default: 0.1).")] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Epochs (default: preset).")] = None,
+    lr: Annotated[float | None, typer.Option(min=0.0, help="Encoder learning rate (default: preset).")] = None,
+    head_lr: Annotated[float | None, typer.Option(
+        min=0.0, help="Learning rate of heads, CRFs and M (default: preset).")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Batch size (default: preset).")] = None,
+    warmup_ratio: Annotated[float | None, typer.Option(
+        min=0.0, max=1.0, help="Warm-up share of steps (default: preset).")] = None,
+    lora_rank: Annotated[int | None, typer.Option(
+        min=0, help="LoRA rank on the encoder (0: full fine-tuning).")] = None,
+    alpha: Annotated[float | None, typer.Option(min=0.0, help="Eq. 8 coarse-loss weight (default: 0.1).")] = None,
+    beta: Annotated[float | None, typer.Option(min=0.0, help="Eq. 9 MGA weight (default: 0.1).")] = None,
     word_shape_dim: Annotated[int | None, typer.Option(
         help="Word-shape embedding size (0: off, the paper; default: preset).")] = None,
     bf16: Annotated[bool | None, typer.Option("--bf16/--no-bf16", help="bf16 autocast (default: preset).")] = None,
@@ -46,9 +49,11 @@ def train_recognizer_cmd(
                                                         help="Length-bucketed batches (default: preset).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (default: 42).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from <output>/last (its stored settings).")] = False,
-    max_train_posts: Annotated[int | None, typer.Option(help="Use only the first N train posts (smoke runs).")] = None,
-    max_dev_posts: Annotated[int | None, typer.Option(help="Use only the first N dev posts (smoke runs).")] = None,
-    threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
+    max_train_posts: Annotated[int | None, typer.Option(
+        min=1, help="Use only the first N train posts (smoke runs).")] = None,
+    max_dev_posts: Annotated[int | None, typer.Option(
+        min=1, help="Use only the first N dev posts (smoke runs).")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads.")] = None,
     device: Annotated[str, typer.Option(help="torch device (cpu, cuda).")] = "cpu",
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     trust_remote_code: TrustRemoteCodeOpt = False,
@@ -96,7 +101,7 @@ def train_recognizer_cmd(
 def compress(
     source: Annotated[Path, typer.Argument(help="A fully fine-tuned recogniser checkpoint.")],
     output: Annotated[Path, typer.Argument(help="Where the LoRA-form checkpoint goes.")],
-    rank: Annotated[int, typer.Option(help="Rank of the weight-change factors.")] = 48,
+    rank: Annotated[int, typer.Option(min=1, help="Rank of the weight-change factors.")] = 48,
     fp16: Annotated[bool, typer.Option("--fp16/--fp32", help="Store the factors in fp16.")] = True,
 ) -> None:
     """Store a full fine-tune as LoRA adapters (truncated SVD of each weight change) + heads: a few MB."""

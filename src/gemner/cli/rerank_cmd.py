@@ -13,12 +13,14 @@ from .app import TrustRemoteCodeOpt, app, train_app
 from .console import err as console
 from .console import out as out_console
 from .errors import friendly_errors
+from .options import RetryOpt
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Trained reranker folder, or a base model name/path.")]
-KOpt = Annotated[int | None, typer.Option("--k", help=f"Candidates per entity (paper: {PAPER_K}).")]
-ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="torch CPU threads (default: torch's).")]
+KOpt = Annotated[int | None, typer.Option("--k", min=1, help=f"Candidates per entity (paper: {PAPER_K}).")]
+ThreadsOpt = Annotated[int | None, typer.Option("--threads", min=1, help="torch CPU threads (default: torch's).")]
 DeviceOpt = Annotated[str | None, typer.Option("--device", help="cpu | cuda | cuda:N (default: cuda if present).")]
-FewShotOpt = Annotated[int | None, typer.Option("--few-shot", help="Paper Table 7 examples as few-shot turns (0-3).")]
+FewShotOpt = Annotated[int | None, typer.Option("--few-shot", min=0, max=3,
+                                                help="Paper Table 7 examples as few-shot turns (0-3).")]
 
 
 def _threads(threads: int | None) -> None:
@@ -42,7 +44,8 @@ def rerank(
     predictions: Annotated[Path, typer.Option(help="Recogniser predictions JSONL (scores.entropy, scores.topk).")],
     output: Annotated[Path, typer.Option(help="Reranked predictions JSONL (resumes if it exists).")],
     gamma: Annotated[float | None, typer.Option(
-        help=f"Sample-filter threshold on eq. 10 entropy (default: the reranker's; paper {PAPER_GAMMA}).")] = None,
+        min=0.0, help=f"Sample-filter threshold on eq. 10 entropy (default: the reranker's; paper {PAPER_GAMMA}).")
+    ] = None,
     rerank_all: Annotated[bool, typer.Option("--all", help="Rerank every entity (no sample filter).")] = False,
     k: KOpt = None,
     mode: Annotated[str | None, typer.Option(help="score (constrained, default) | generate (free, mapped).")] = None,
@@ -53,16 +56,17 @@ def rerank(
     few_shot: FewShotOpt = None,
     threads: ThreadsOpt = None,
     device: DeviceOpt = None,
+    retry_errors: RetryOpt = True,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     trust_remote_code: TrustRemoteCodeOpt = False,
 ) -> None:
     """Rerank the hard entities (H > gamma) of a predictions file with a reranker."""
     _threads(threads)
-    from rich.progress import Progress
-
     from ..data import SCHEMAS
     from ..data.issues import DataError, IssueLog
-    from ..rerank.apply import SampleFilter, rerank_predictions
+    from ..rerank.apply import rerank_predictions
     from ..rerank.config import overrides
+    from ..rerank.filter import SampleFilter
     from ..rerank.model import Reranker
 
     if not predictions.is_file():
@@ -73,18 +77,15 @@ def rerank(
     reranker = Reranker.load(model, given, device=device, trust_remote_code=trust_remote_code)
     cfg = reranker.config
     log = IssueLog()
-    total = sum(1 for line in predictions.open(encoding="utf-8") if line.strip())
-    with Progress(console=console, transient=True) as bar:
-        task = bar.add_task("reranking", total=total)
-        stats = rerank_predictions(
-            reranker, predictions, output, sample_filter=SampleFilter(cfg.gamma, rerank_all, cfg.k),
-            schema=SCHEMAS[dataset] if dataset else None, captions=read_captions(knowledge), mode=cfg.mode,
-            log=log, progress=lambda s: bar.update(task, completed=s.posts))
+    counts, stats = rerank_predictions(
+        reranker, predictions, output, sample_filter=SampleFilter(cfg.gamma, rerank_all, cfg.k),
+        schema=SCHEMAS[dataset] if dataset else None, captions=read_captions(knowledge), mode=cfg.mode,
+        log=log, retry_errors=retry_errors, progress=progress)
     for issue in log.issues[:20]:
         console.print(f"[yellow]warning:[/] {issue}", highlight=False)
     if len(log.issues) > 20:
         console.print(f"[yellow]... {len(log.issues) - 20} more warnings[/]")
-    console.print(f"wrote {output}: {stats.summary()}", highlight=False)
+    console.print(f"wrote {output}: {counts.summary()}; {stats.summary()}", highlight=False)
 
 
 @app.command("sample-filter")
@@ -93,7 +94,7 @@ def sample_filter(
     predictions: Annotated[Path, typer.Option(help="Recogniser predictions JSONL.")],
     reranked: Annotated[Path, typer.Option(help="The same file reranked with --all.")],
     output: Annotated[Path, typer.Option(help="Predictions with only the entities H > gamma reranked.")],
-    gamma: Annotated[float, typer.Option(help="Sample-filter threshold on eq. 10 entropy.")] = PAPER_GAMMA,
+    gamma: Annotated[float, typer.Option(min=0.0, help="Sample-filter threshold on eq. 10 entropy.")] = PAPER_GAMMA,
 ) -> None:
     """Apply the sample filter after the fact: same output as `rerank --gamma`, without the model."""
     from ..data.issues import IssueLog
@@ -116,16 +117,16 @@ def train_reranker_cmd(
     preset: Annotated[str, typer.Option(help="paper (LLaVA-1.5-7B) | lite (SmolLM2-135M, CPU budget)")] = "paper",
     epochs: Annotated[float | None, typer.Option(help="Paper: 3.")] = None,
     lr: Annotated[float | None, typer.Option(help="Paper: 5e-6.")] = None,
-    lora_rank: Annotated[int | None, typer.Option(help="Paper: 64.")] = None,
+    lora_rank: Annotated[int | None, typer.Option(min=1, help="Paper: 64.")] = None,
     k: KOpt = None,
-    max_train: Annotated[int | None, typer.Option(help="Seeded subset of training entities.")] = None,
-    batch_size: Annotated[int | None, typer.Option()] = None,
+    max_train: Annotated[int | None, typer.Option(min=1, help="Seeded subset of training entities.")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1)] = None,
     seed: Annotated[int | None, typer.Option()] = None,
     bf16: Annotated[bool | None, typer.Option("--bf16/--no-bf16", help="bf16 autocast.")] = None,
     knowledge: Annotated[Path | None, typer.Option(help="Knowledge JSONL with captions (text-only models).")] = None,
-    dev_max: Annotated[int, typer.Option(help="Dev entities for candidate accuracy (0: skip).")] = 300,
+    dev_max: Annotated[int, typer.Option(min=0, help="Dev entities for candidate accuracy (0: skip).")] = 300,
     eval_before: Annotated[bool, typer.Option(help="Also measure dev accuracy before training.")] = False,
-    save_every: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 200,
+    save_every: Annotated[int, typer.Option(min=1, help="Checkpoint every N steps.")] = 200,
     few_shot: FewShotOpt = None,
     threads: ThreadsOpt = None,
     device: DeviceOpt = None,
@@ -156,8 +157,8 @@ def eval_reranker(
     model: ModelOpt,
     dataset: Annotated[str, typer.Option("--dataset", "-d")] = "fmnerg",
     split: Annotated[str, typer.Option(help="Gold split.")] = "dev",
-    max_entities: Annotated[int, typer.Option("--max", help="Seeded subset of gold entities (0: all).")] = 300,
-    k: Annotated[int, typer.Option("--k", help="Candidates per entity.")] = PAPER_K,
+    max_entities: Annotated[int, typer.Option("--max", min=0, help="Seeded subset of gold entities (0: all).")] = 300,
+    k: Annotated[int, typer.Option("--k", min=1, help="Candidates per entity.")] = PAPER_K,
     seed: Annotated[int, typer.Option(help="Seed of the training run (the same dev subset it measured).")] = 0,
     generate: Annotated[bool, typer.Option(help="Also free generation mapped onto the candidates.")] = False,
     few_shot: FewShotOpt = None,
@@ -195,11 +196,11 @@ def calibrate_gamma(
     reranked: Annotated[Path, typer.Option(help="The same file reranked with --all.")],
     dataset: Annotated[str, typer.Option("--dataset", "-d")] = "fmnerg",
     split: Annotated[str, typer.Option(help="Gold split the predictions are for.")] = "dev",
-    bins: Annotated[int, typer.Option(help="Equal-count entropy bins.")] = 10,
+    bins: Annotated[int, typer.Option(min=1, help="Equal-count entropy bins.")] = 10,
     edges: Annotated[str | None, typer.Option(help="Explicit bin edges, comma-separated (overrides --bins).")] = None,
     plot: Annotated[Path, typer.Option(help="PNG of the precision curves.")] = Path("gamma_calibration.png"),
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the bins and gammas as JSON.")] = None,
-    k: Annotated[int, typer.Option("--k", help="K used for the candidates (plot legend).")] = PAPER_K,
+    k: Annotated[int, typer.Option("--k", min=1, help="K used for the candidates (plot legend).")] = PAPER_K,
 ) -> None:
     """Appendix E: precision of recogniser and reranker per uncertainty bin; gamma where they cross."""
     from rich.table import Table
@@ -240,7 +241,7 @@ def calibrate_gamma(
 def compress_reranker_command(
     source: Annotated[Path, typer.Argument(help="A trained reranker folder (`gemner train reranker`).")],
     output: Annotated[Path, typer.Argument(help="Where the smaller reranker folder goes.")],
-    rank: Annotated[int, typer.Option(help="Rank the LoRA updates are cut to.")] = 16,
+    rank: Annotated[int, typer.Option(min=1, help="Rank the LoRA updates are cut to.")] = 16,
     fp16: Annotated[bool, typer.Option("--fp16/--fp32", help="Store the factors in fp16.")] = True,
 ) -> None:
     """Cut a reranker's LoRA adapter to a lower rank (truncated SVD of each layer's update), e.g. to ship it."""

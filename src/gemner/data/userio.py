@@ -6,15 +6,14 @@ A line that is not a JSON object, lacks an id, repeats an id, or has neither tex
 reported (file and line) and skipped; every other post is kept.
 
 Predictions out, one per post: `{"id", "tokens", "image", "entities": [...], "error"?}` where each
-entity is `PredictedEntity.to_json()`. `PredictionWriter` appends and flushes line by line, so a killed
-run keeps every finished post and a rerun skips them (`done_ids`).
+entity is `PredictedEntity.to_json()`, written by `gemner.data.writer.PredictionWriter` (re-exported
+here): locked, resumable, flushed line by line.
 """
 
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,8 @@ from .issues import DataError, IssueLog
 from .schema import LabelSchema
 from .tokenize import tokenize_tweet
 from .types import Box, Entity, Post, PredictedEntity
+from .writer import PredictionWriter as PredictionWriter
+from .writer import WriteCounts as WriteCounts
 
 
 def _json_lines(path: Path, log: IssueLog) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -93,8 +94,12 @@ def read_posts(path: str | Path, images_dir: str | Path | None = None,
     return posts, log
 
 
-def prediction_record(post: Post, entities: Sequence[PredictedEntity], error: str | None = None,
+def prediction_record(post: Post | str, entities: Sequence[PredictedEntity], error: str | None = None,
                       **extra: Any) -> dict[str, Any]:
+    """The predictions line of a post; a bare post id (an input line that could not be read) gives a
+    record with no tokens, meant to carry an `error`."""
+    if isinstance(post, str):
+        post = Post(post, [])
     record: dict[str, Any] = {
         "id": post.id,
         "tokens": post.tokens,
@@ -193,59 +198,3 @@ def gold_record(post: Post) -> dict[str, Any]:
             for e in post.entities
         ],
     }
-
-
-class PredictionWriter:
-    """Append prediction records to a JSONL file, one flushed line per post; resumable.
-
-    On open, a trailing partial line (left by a crash mid-write) is cut off and the ids already
-    written are collected in `done_ids`, so callers skip finished posts.
-    """
-
-    def __init__(self, path: str | Path, resume: bool = True, fsync_every: int = 50):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.done_ids: set[str] = set()
-        if resume and self.path.exists():
-            self._recover()
-        elif self.path.exists():
-            self.path.unlink()
-        self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
-        self._fsync_every = fsync_every
-        self._since_sync = 0
-
-    def _recover(self) -> None:
-        data = self.path.read_bytes()
-        complete = data[: data.rfind(b"\n") + 1]
-        if len(complete) != len(data):
-            self.path.write_bytes(complete)
-        for line in complete.decode("utf-8").splitlines():
-            try:
-                self.done_ids.add(str(json.loads(line)["id"]))
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue
-
-    def write(self, record: Mapping[str, Any]) -> None:
-        self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self._handle.flush()
-        self.done_ids.add(str(record["id"]))
-        self._since_sync += 1
-        if self._since_sync >= self._fsync_every:
-            os.fsync(self._handle.fileno())
-            self._since_sync = 0
-
-    def write_all(self, records: Iterable[Mapping[str, Any]]) -> None:
-        for record in records:
-            self.write(record)
-
-    def close(self) -> None:
-        if not self._handle.closed:
-            self._handle.flush()
-            os.fsync(self._handle.fileno())
-            self._handle.close()
-
-    def __enter__(self) -> PredictionWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

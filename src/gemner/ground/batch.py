@@ -17,21 +17,24 @@ from typing import Any
 
 from PIL import Image
 
-from ..data.issues import DataError, IssueLog
+from ..data.images import ImageError, load_image, to_original
+from ..data.issues import IssueLog
 from ..data.posts import index_images
-from ..data.types import PredictedEntity
-from ..data.userio import PredictionWriter, iter_prediction_records
-from .grounder import Grounder, Query
-from .train import load_image
+from ..data.types import Box, PredictedEntity
+from ..data.userio import iter_prediction_records
+from ..data.writer import PredictionWriter, WriteCounts
+from .grounder import Grounder, Grounding, Query
 
 
 @dataclass
-class BatchReport:
-    posts: int = 0
+class GroundStats:
+    """What grounding found in a run (the posts are counted by the writer's `WriteCounts`)."""
+
     entities: int = 0
     boxed: int = 0
-    resumed: int = 0
-    failed: int = 0
+
+    def summary(self) -> str:
+        return f"{self.entities} entities, {self.boxed} boxed"
 
 
 def read_predictions(path: str | Path, log: IssueLog) -> Iterator[dict[str, Any]]:
@@ -69,15 +72,17 @@ class ImageFinder:
         return self._index.get(str(record["id"]), Path(named) if named else None)
 
 
-def _open(path: Path | None, record_id: str, log: IssueLog) -> Image.Image | None:
+def _open(path: Path | None, record_id: str, log: IssueLog) -> Image.Image | str:
+    """The loaded image, or the reason there is none."""
     if path is None:
-        log.report("no image for this post", "boxes not computed", post_id=record_id)
-        return None
-    try:
-        return load_image(path)
-    except (OSError, SyntaxError) as err:
-        log.report(f"unreadable image {path}: {err}", "boxes not computed", post_id=record_id)
-        return None
+        reason = "no image for this post"
+    else:
+        try:
+            return load_image(path)
+        except ImageError as err:
+            reason = str(err)
+    log.report(reason, "boxes not computed", post_id=record_id)
+    return reason
 
 
 def _category(entity: PredictedEntity, field: str) -> str:
@@ -85,54 +90,50 @@ def _category(entity: PredictedEntity, field: str) -> str:
 
 
 def ground_predictions(grounder: Grounder, predictions: str | Path, output: str | Path, *,
-                       images_dir: str | Path | None = None, log: IssueLog | None = None) -> BatchReport:
-    """Fill in boxes for every post of `predictions`, appending to `output` (resumable)."""
+                       images_dir: str | Path | None = None, log: IssueLog | None = None,
+                       retry_errors: bool = True) -> tuple[WriteCounts, GroundStats]:
+    """Fill in boxes for every post of `predictions`, appending to `output` (resumable). At most
+    `posts_per_batch` loaded images (each within `gemner.data.images` limits) are held at a time."""
     log = log if log is not None else IssueLog()
-    output = Path(output)
-    if Path(predictions).resolve() == output.resolve():
-        raise DataError("the output file must differ from the predictions file")
     finder = ImageFinder(images_dir)
-    report = BatchReport()
+    stats = GroundStats()
     pending: list[tuple[dict[str, Any], Image.Image | None]] = []  # kept in input order
-    with PredictionWriter(output, resume=True) as sink:  # cuts a line torn by a crash, knows the done ids
-        finished = set(sink.done_ids)
-        for record in read_predictions(predictions, log):
-            if str(record["id"]) in finished:
-                report.resumed += 1
-                continue
+    with PredictionWriter(output, inputs=[predictions], retry_errors=retry_errors) as sink:
+        for record in sink.pending(read_predictions(predictions, log), key=lambda r: r["id"]):
             image = _open(finder.find(record), str(record["id"]), log) if record["entities"] else None
-            if record["entities"] and image is None:
-                record["error"] = log.issues[-1].message if log.issues else "image unavailable"
+            if isinstance(image, str):
+                record["error"] = image
                 for entity in record["entities"]:
                     entity.box, entity.box_status = None, "not_computed"
-                report.failed += 1
+                image = None
             pending.append((record, image))
             if sum(image is not None for _, image in pending) >= grounder.config.posts_per_batch:
-                _flush(grounder, pending, sink, report)
-        _flush(grounder, pending, sink, report)
-    return report
+                _flush(grounder, pending, sink, stats)
+        _flush(grounder, pending, sink, stats)
+    return sink.counts, stats
 
 
-def _flush(grounder: Grounder, pending: list, sink: PredictionWriter, report: BatchReport) -> None:
+def _flush(grounder: Grounder, pending: list, sink: PredictionWriter, stats: GroundStats) -> None:
     """Ground the pending posts that have an image in one batch; write all pending posts in order."""
     field = grounder.config.category_field
     ready = [(record, image) for record, image in pending if image is not None]
     queries = [[Query(e.text, _category(e, field)) for e in record["entities"]] for record, _ in ready]
     results = grounder.ground([image for _, image in ready], queries) if ready else []
-    for (record, _), groundings in zip(ready, results, strict=True):
+    for (record, image), groundings in zip(ready, results, strict=True):
         for entity, grounding in zip(record["entities"], groundings, strict=True):
-            entity.box = grounding.box if grounding.relevant else None
-            entity.box_status = "computed"
-            entity.scores["itm"] = round(grounding.p_true, 6)
-            if grounding.peak is not None:
-                entity.scores["peak"] = list(grounding.peak)
-            report.boxed += entity.box is not None
+            apply_grounding(entity, grounding, image)
+            stats.boxed += entity.box is not None
     for record, _ in pending:
-        _write(sink, record, report)
+        sink.write({**record, "entities": [e.to_json() for e in record["entities"]]})
+        stats.entities += len(record["entities"])
     pending.clear()
 
 
-def _write(sink: PredictionWriter, record: dict[str, Any], report: BatchReport) -> None:
-    sink.write({**record, "entities": [e.to_json() for e in record["entities"]]})
-    report.posts += 1
-    report.entities += len(record["entities"])
+def apply_grounding(entity: PredictedEntity, grounding: Grounding, image: Image.Image) -> None:
+    """Write a grounding into the entity, in the pixels of the image file (`image` may be downscaled)."""
+    entity.box = Box(*to_original(image, grounding.box)) if grounding.relevant and grounding.box is not None \
+        else None
+    entity.box_status = "computed"
+    entity.scores["itm"] = round(grounding.p_true, 6)
+    if grounding.peak is not None:
+        entity.scores["peak"] = [round(v) for v in to_original(image, grounding.peak)]

@@ -17,14 +17,16 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..data.limits import ITM_TEXT_CHARS, clip
 from .tracing import CrossAttentionRecorder, cross_attention_module, eq11_scores
 
 MATCH = 1  # index of "match" in BLIP's ITM logits (0: no match, 1: match)
 
 
 def itm_text(entity: str, category: str) -> str:
-    """Paper Table 8: "<entity> is belong <category>" (the paper's grammar, kept as trained)."""
-    return f"{entity} is belong {category}"
+    """Paper Table 8: "<entity> is belong <category>" (the paper's grammar, kept as trained); each part
+    cut to `ITM_TEXT_CHARS` characters before tokenising (the tokenizer keeps 35 subwords anyway)."""
+    return f"{clip(entity, ITM_TEXT_CHARS)} is belong {clip(category, ITM_TEXT_CHARS)}"
 
 
 @dataclass

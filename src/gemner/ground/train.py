@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..data.images import ImageError, check_image, load_image
 from ..data.issues import IssueLog
 from ..data.types import Post
 from .config import GrounderTrainConfig
@@ -37,13 +38,6 @@ class TrainingImage:
         return self.image if isinstance(self.image, Image.Image) else load_image(self.image)
 
 
-def load_image(path: str | Path) -> Image.Image:
-    """Open and decode an image fully (so a broken file fails here, not later), as RGB."""
-    with Image.open(path) as image:
-        image.load()
-        return image.convert("RGB")
-
-
 def examples_from_posts(posts: Iterable[Post], category_field: str = "type",
                         log: IssueLog | None = None) -> list[TrainingImage]:
     """Training images from benchmark posts: an entity with gold boxes is a match, one without is not.
@@ -59,10 +53,9 @@ def examples_from_posts(posts: Iterable[Post], category_field: str = "type",
             log.report("no image for this post", "skipped post", post_id=post.id)
             continue
         try:
-            with Image.open(post.image) as image:
-                image.verify()  # cheap header and structure check; decoding happens per step
-        except (OSError, SyntaxError) as err:
-            log.report(f"unreadable image {post.image}: {err}", "skipped post", post_id=post.id)
+            check_image(post.image)  # header and size only; decoding happens per step
+        except ImageError as err:
+            log.report(str(err), "skipped post", post_id=post.id)
             continue
         queries = [(e.text, getattr(e, category_field), e.boxes is not None) for e in post.entities]
         items.append(TrainingImage(post.id, Path(post.image), queries))
@@ -135,7 +128,7 @@ def _step(matcher: EntityImageMatcher, batch: Sequence[TrainingImage], class_wei
     for item in batch:
         try:
             image = item.load()
-        except (OSError, SyntaxError):
+        except ImageError:
             report.skipped.append(item.key)
             continue
         for entity, category, has_box in item.queries:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..data.images import ImageError, load_image
 from ..data.issues import DataError, IssueLog
 
 PAPER_CAPTIONER = "Salesforce/blip2-opt-2.7b"
@@ -26,7 +27,7 @@ PAPER_CAPTIONER = "Salesforce/blip2-opt-2.7b"
 @dataclass(frozen=True)
 class CaptionInput:
     post_id: str
-    image: Path | None
+    image: Path | Any | None  # a file, or an image already loaded by `gemner.data.images.load_image`
 
 
 class Captioner(Protocol):
@@ -102,16 +103,15 @@ class ModelCaptioner:
         return captions
 
     def _open(self, posts: Sequence[CaptionInput], captions: dict[str, str]) -> list[tuple[CaptionInput, Any]]:
-        from PIL import Image, UnidentifiedImageError
-
         opened = []
         for post in posts:
+            if hasattr(post.image, "size"):  # already loaded
+                opened.append((post, post.image))
+                continue
             try:
-                with Image.open(post.image) as image:  # type: ignore[arg-type]
-                    opened.append((post, image.convert("RGB")))
-            except (OSError, UnidentifiedImageError) as err:
-                self.log.report(f"image unreadable ({type(err).__name__})", "empty caption",
-                                path=post.image, post_id=post.post_id)
+                opened.append((post, load_image(post.image)))  # type: ignore[arg-type]
+            except ImageError as err:
+                self.log.report(str(err), "empty caption", path=post.image, post_id=post.post_id)
                 captions[post.post_id] = ""
         return opened
 

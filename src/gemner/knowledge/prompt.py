@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from ..data.limits import CAPTION_CHARS, KNOWLEDGE_TWEET_CHARS, clip
+
 Message = dict[str, str]
 
 INSTRUCTION = (
@@ -62,8 +64,10 @@ TABLE6_EXAMPLES: tuple[FewShotExample, ...] = (
 
 
 def render_query(tweet: str, caption: str) -> str:
-    """Table 6's query for one post; an absent caption stays empty (the template's slot is kept)."""
-    return QUERY_TEMPLATE.format(tweet=tweet.strip(), caption=caption.strip())
+    """Table 6's query for one post; an absent caption stays empty (the template's slot is kept).
+    The tweet and caption are cut to `gemner.data.limits` (KNOWLEDGE_TWEET_CHARS, CAPTION_CHARS)."""
+    return QUERY_TEMPLATE.format(tweet=clip(tweet.strip(), KNOWLEDGE_TWEET_CHARS),
+                                 caption=clip(caption.strip(), CAPTION_CHARS))
 
 
 def render_answer(explanation: str) -> str:

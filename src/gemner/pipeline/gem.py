@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..data.images import ImageError, load_image
 from ..data.issues import IssueLog
 from ..data.tokenize import tokenize_tweet
 from ..data.types import Post, PredictedEntity
@@ -76,20 +77,39 @@ class GEM:
         if chunk:
             yield from self._run(chunk, keep_heatmaps)
 
+    def _load_images(self, posts: list[Post], visualize: bool) -> tuple[dict[str, Any], dict[str, str]]:
+        """Each post's image decoded once, within the limits of `gemner.data.images`, for the stages
+        that use it (captioner, vision reranker, grounder, pictures); (images, errors) by post id."""
+        wanted = visualize or self.grounder.grounder is not None or self.reranker.wants_images \
+            or self.knowledge.wants_images
+        images: dict[str, Any] = {}
+        errors: dict[str, str] = {}
+        for post in posts:
+            if not wanted or post.image is None:
+                continue
+            try:
+                images[post.id] = load_image(post.image)
+            except ImageError as err:
+                errors[post.id] = f"{err}; the image is not used"
+        return images, errors
+
     def _run(self, posts: list[Post], keep_heatmaps: bool) -> list[PostResult]:
-        knowledge, captions = self.knowledge.knowledge(posts)
+        images, image_errors = self._load_images(posts, keep_heatmaps)
+        knowledge, captions = self.knowledge.knowledge(posts, images)
         stages = self.stages()  # after the knowledge stage: loading its LLM may have failed
         results = []
         for post, entities in self.recognizer.recognise(posts, knowledge, self.log):
             if isinstance(entities, str):
                 results.append(PostResult(post, [], error=entities, stages=self._stages_of(post.id, stages)))
                 continue
+            image = images.get(post.id)
             try:
-                entities = self.reranker.rerank(post, entities, captions.get(post.id, ""), self.log)
+                entities = self.reranker.rerank(post, entities, captions.get(post.id, ""), image, self.log)
             except Exception as err:  # one post's failure must not stop the others
                 results.append(PostResult(post, entities, error=f"rerank failed: {type(err).__name__}: {err}",
                                           stages=self._stages_of(post.id, stages)))
                 continue
-            results.append(PostResult(post, entities, stages=self._stages_of(post.id, stages)))
+            results.append(PostResult(post, entities, error=image_errors.get(post.id),
+                                      stages=self._stages_of(post.id, stages), image=image))
         self.grounder.ground(results, keep_heatmaps)
         return results

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..data.issues import DataError, IssueLog
-from ..data.types import Box, Post, PredictedEntity
+from ..data.types import Post, PredictedEntity
 from ..data.userio import prediction_record, read_knowledge
 from ..hub import MissingWeightsError
 from .config import KnowledgeStage, RecognizerStage, RerankStage
@@ -38,6 +38,7 @@ class PostResult:
     error: str | None = None
     stages: dict[str, str] = field(default_factory=dict)
     heatmaps: dict[int, Any] = field(default_factory=dict)  # entity index -> traced map (visualize)
+    image: Any = None  # the post's image, loaded once (`gemner.data.images`) for every stage that uses it
 
     def record(self) -> dict[str, Any]:
         return prediction_record(self.post, self.entities, self.error, stages=self.stages)
@@ -104,8 +105,8 @@ class KnowledgeRunner:
             self._backend = make_backend(self.config.llm, self.notify, trust_remote_code=self.trust_remote_code)
         return self._backend
 
-    def _captions(self, posts: Sequence[Post]) -> dict[str, str]:
-        with_images = [p for p in posts if p.image is not None]
+    def _captions(self, posts: Sequence[Post], images: dict[str, Any]) -> dict[str, str]:
+        with_images = [p for p in posts if p.id in images]
         if not self.config.captioner or not with_images or self._captioner is False:
             return {}
         try:
@@ -116,7 +117,7 @@ class KnowledgeRunner:
             return {}
         from ..knowledge.captioner import CaptionInput
 
-        return self._captioner.caption([CaptionInput(p.id, p.image) for p in with_images])
+        return self._captioner.caption([CaptionInput(p.id, images[p.id]) for p in with_images])
 
     def _load_captioner(self) -> None:
         if self._captioner is None:
@@ -124,15 +125,21 @@ class KnowledgeRunner:
 
             self._captioner = ModelCaptioner(self.config.captioner, trust_remote_code=self.trust_remote_code)
 
-    def knowledge(self, posts: Sequence[Post]) -> tuple[dict[str, str], dict[str, str]]:
+    @property
+    def wants_images(self) -> bool:
+        return self.state.state != "off" and bool(self.config.captioner) and self._captioner is not False
+
+    def knowledge(self, posts: Sequence[Post], images: dict[str, Any] | None = None
+                  ) -> tuple[dict[str, str], dict[str, str]]:
         """(knowledge text, caption) by post id. The text is the hint, then the explanation, as in
-        the files the recogniser is trained on (`gemner knowledge gazetteer --merge`)."""
+        the files the recogniser is trained on (`gemner knowledge gazetteer --merge`). `images`: the
+        posts' loaded images by id (captioned)."""
         self.not_run = {}
         if self.state.state == "off":
             return {}, {}
         known = self._file_knowledge()
         missing = [p for p in posts if p.id not in known]
-        captions = self._captions(missing)
+        captions = self._captions(missing, images or {})
         hints, explanations = self._hints(missing), self._explanations(missing, captions)
         combined = {p.id: " ".join(t for t in (hints.get(p.id, ""), explanations.get(p.id, "")) if t)
                     for p in missing}
@@ -160,36 +167,36 @@ class RerankRunner:
         self.config = config
         self.schema = schema
         self.state = StageState() if config.enabled else StageState("off")
-        self.reranker = None
-        self.static = None
+        self.run = None  # an EntityReranker, built once
         if self.state.state != "on":
             return
         if not config.model:
             self.state = StageState("unavailable", "no reranker model configured (`gemner train reranker`)")
         else:
             try:
-                from ..rerank.infer import static_prefix
+                from ..rerank.apply import EntityReranker
+                from ..rerank.filter import SampleFilter
                 from ..rerank.model import Reranker
 
-                self.reranker = Reranker.load(config.model, device=config.device,
-                                              trust_remote_code=trust_remote_code)
-                self.static = static_prefix(self.reranker) if config.mode == "score" else None
+                reranker = Reranker.load(config.model, device=config.device, trust_remote_code=trust_remote_code)
+                sample_filter = SampleFilter(config.gamma, rerank_all=not config.sample_filter, k=config.k)
+                self.run = EntityReranker.build(reranker, sample_filter, schema, config.mode)
             except (MissingWeightsError, FileNotFoundError, OSError, DataError) as err:
                 self.state = StageState("unavailable", str(err))
         if self.state.state == "unavailable":
             notify(f"rerank: {self.state.detail}; the recogniser's labels are kept")
 
-    def rerank(self, post: Post, entities: list[PredictedEntity], caption: str, log: IssueLog
-               ) -> list[PredictedEntity]:
-        if self.reranker is None or not entities:
-            return entities
-        from ..rerank.apply import RerankStats, SampleFilter, rerank_post
+    @property
+    def wants_images(self) -> bool:
+        return self.run is not None and self.run.reranker.kind == "vision"
 
-        sample_filter = SampleFilter(self.config.gamma, rerank_all=not self.config.sample_filter, k=self.config.k)
-        record = prediction_record(post, entities)
-        new = rerank_post(self.reranker, record, sample_filter, where="pipeline", log=log, stats=RerankStats(),
-                          schema=self.schema, caption=caption, mode=self.config.mode, static=self.static)
-        return [PredictedEntity.from_json(e) for e in new["entities"]]
+    def rerank(self, post: Post, entities: list[PredictedEntity], caption: str, image: Any, log: IssueLog
+               ) -> list[PredictedEntity]:
+        if self.run is None or not entities:
+            return entities
+        from ..rerank.apply import PostContext
+
+        return self.run.rerank_entities(entities, PostContext(post.id, post.tokens, image, caption), log)
 
 
 class GroundRunner:
@@ -200,46 +207,35 @@ class GroundRunner:
         if self.state.state != "on":
             return
         try:
-            from ..ground.config import GrounderConfig
             from ..ground.grounder import Grounder
 
-            settings = GrounderConfig.model_validate(config.model_dump(exclude={"enabled"}))
-            self.grounder = Grounder.from_config(settings, trust_remote_code=trust_remote_code)
+            self.grounder = Grounder.from_config(config, trust_remote_code=trust_remote_code)  # a GrounderConfig
         except (MissingWeightsError, FileNotFoundError, OSError) as err:
             self.state = StageState("unavailable", str(err))
             notify(f"ground: {err}; boxes are marked not computed")
 
     def ground(self, results: Sequence[PostResult], keep_heatmaps: bool) -> None:
-        """Fill in box, box_status, scores.itm and scores.peak for the posts that have an image."""
+        """Fill in box, box_status, scores.itm and scores.peak for the posts whose image is loaded."""
         if self.grounder is None:
             return
+        from ..ground.batch import apply_grounding
         from ..ground.grounder import Query
-        from ..ground.train import load_image
 
-        batch, images = [], []
+        batch = []
         for result in results:
             if result.error or not result.entities:
                 continue
-            if result.post.image is None:
+            if result.image is None:
                 result.stages["ground"] = "not computed: the post has no image"
-                continue
-            try:
-                images.append(load_image(result.post.image))
-            except (OSError, ValueError) as err:
-                result.error = f"image {result.post.image} unreadable ({err}); boxes not computed"
                 continue
             batch.append(result)
         if not batch:
             return
         category = self.config.category_field
         queries = [[Query(e.text, getattr(e, category)) for e in r.entities] for r in batch]
-        groundings = self.grounder.ground(images, queries, keep_heatmaps=keep_heatmaps)
+        groundings = self.grounder.ground([r.image for r in batch], queries, keep_heatmaps=keep_heatmaps)
         for result, found in zip(batch, groundings, strict=True):
             for index, (entity, grounding) in enumerate(zip(result.entities, found, strict=True)):
-                entity.box = Box(*grounding.box) if grounding.box is not None else None
-                entity.box_status = "computed"
-                entity.scores["itm"] = round(grounding.p_true, 6)
-                if grounding.peak is not None:
-                    entity.scores["peak"] = list(grounding.peak)
+                apply_grounding(entity, grounding, result.image)
                 if keep_heatmaps and grounding.heatmap is not None:
                     result.heatmaps[index] = grounding.heatmap.float().cpu().numpy()

@@ -6,6 +6,9 @@
   CRF runs over the text words only. Knowledge subwords are context, never labelled.
 * Budget `max_length` subwords: the knowledge is truncated first; the text is cut (from its end)
   only when the text alone does not fit, and the cut words are then predicted `O` (reported).
+* Memory stays flat for any post length: before tokenising, the text is cut to `max_length` words
+  (every word costs at least one subword), each word to `MAX_WORD_CHARS` characters (its first
+  subword, which carries its label, is unchanged) and the knowledge to `max_length` words.
 * A word the tokenizer turns into no subword at all (e.g. a lone zero-width space) is encoded as the
   unknown token so that every word has a first subword.
 """
@@ -21,6 +24,7 @@ import torch
 from ..data.types import Post
 from ..hub import Pretrained, resolve
 
+MAX_WORD_CHARS = 100
 WORD_SHAPES = ("lower", "upper", "title", "mixed", "digit", "symbol")
 
 
@@ -70,7 +74,7 @@ def load_tokenizer(source: str | Pretrained, *, trust_remote_code: bool = False)
 def encode_post(tokenizer, words: Sequence[str], knowledge: str | None, max_length: int,
                 index: int = 0) -> EncodedPost:
     """Encode one post (see the module docstring for the rules)."""
-    words = list(words)
+    words = [w[:MAX_WORD_CHARS] for w in words[:max_length]]
     shapes = [word_shape(w) for w in words]
     alone = tokenizer(words, is_split_into_words=True, add_special_tokens=False)
     present = set(alone.word_ids())
@@ -78,7 +82,8 @@ def encode_post(tokenizer, words: Sequence[str], knowledge: str | None, max_leng
     counts = [0] * len(words)
     for w in tokenizer(words, is_split_into_words=True, add_special_tokens=False).word_ids():
         counts[w] += 1
-    knowledge_words = knowledge.split() if knowledge else []
+    knowledge_words = [w[:MAX_WORD_CHARS] for w in knowledge.split(maxsplit=max_length)[:max_length]] \
+        if knowledge else []
     specials = tokenizer.num_special_tokens_to_add(pair=bool(knowledge_words))
     budget = max_length - specials - (1 if knowledge_words else 0)  # keep >= 1 knowledge subword
     kept, used = 0, 0

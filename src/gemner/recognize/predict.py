@@ -16,8 +16,12 @@ import torch
 
 from ..data.bio import tags_to_spans
 from ..data.issues import IssueLog
+from ..data.limits import is_long, long_post_note
 from ..data.types import Post, PredictedEntity
+from ..data.userio import prediction_record
 from ..data.userio import read_knowledge as read_knowledge_file
+from ..data.writer import PredictionWriter, WriteCounts
+from ..progress import progress_bar
 from .encoding import EncodedPost, collate, encode_post
 from .uncertainty import span_scores
 
@@ -47,6 +51,20 @@ def predict_batch(model, posts: Sequence[Post], items: Sequence[EncodedPost]) ->
     ]
 
 
+def input_limit(model) -> int:
+    """Subwords per post: the configured `max_length`, never more than the encoder's positions."""
+    limit = model.config.max_length
+    encoder_config = getattr(getattr(model, "encoder", None), "config", None)
+    positions = getattr(encoder_config, "max_position_embeddings", None)
+    if isinstance(positions, int):
+        offset = 2 if "roberta" in str(getattr(encoder_config, "model_type", "")) else 0  # positions from 2
+        limit = min(limit, positions - offset)
+    tokenizer_limit = getattr(model.tokenizer, "model_max_length", None)
+    if isinstance(tokenizer_limit, int) and tokenizer_limit < 100_000:  # unset: a huge sentinel
+        limit = min(limit, tokenizer_limit)
+    return limit
+
+
 def predict_posts(model, posts: Sequence[Post], knowledge: dict[str, str] | None = None,
                   batch_size: int = 32, log: IssueLog | None = None
                   ) -> Iterator[tuple[Post, list[PredictedEntity] | str]]:
@@ -54,27 +72,28 @@ def predict_posts(model, posts: Sequence[Post], knowledge: dict[str, str] | None
     model.eval()
     log = IssueLog() if log is None else log
     knowledge = knowledge or {}
+    limit = input_limit(model)
     for start in range(0, len(posts), batch_size):
         chunk = posts[start:start + batch_size]
         nonempty = [p for p in chunk if p.tokens]
         try:
-            items = [encode_post(model.tokenizer, p.tokens, knowledge.get(p.id), model.config.max_length, i)
+            items = [encode_post(model.tokenizer, p.tokens, knowledge.get(p.id), limit, i)
                      for i, p in enumerate(nonempty)]
             for post, item in zip(nonempty, items, strict=True):
-                if item.n_words < len(post.tokens):
-                    log.report(f"text longer than {model.config.max_length} subwords",
-                               f"words after {item.n_words} predicted O", post_id=post.id)
+                kept = item.n_words if item.n_words < len(post.tokens) else None
+                if kept is not None or is_long(post.tokens):  # said once per post, for every model
+                    log.report(long_post_note(post.tokens, kept), "inputs cut", post_id=post.id)
             entities = predict_batch(model, nonempty, items) if items else []
             results = dict(zip((p.id for p in nonempty), entities, strict=True))
         except Exception:  # isolate the failing post(s); the others still get predictions
-            results = {p.id: _predict_one(model, p, knowledge) for p in nonempty}
+            results = {p.id: _predict_one(model, p, knowledge, limit) for p in nonempty}
         for post in chunk:
             yield post, results.get(post.id, [])
 
 
-def _predict_one(model, post: Post, knowledge: dict[str, str]) -> list[PredictedEntity] | str:
+def _predict_one(model, post: Post, knowledge: dict[str, str], limit: int) -> list[PredictedEntity] | str:
     try:
-        item = encode_post(model.tokenizer, post.tokens, knowledge.get(post.id), model.config.max_length)
+        item = encode_post(model.tokenizer, post.tokens, knowledge.get(post.id), limit)
         return predict_batch(model, [post], [item])[0]
     except Exception as err:
         return f"{type(err).__name__}: {err}"
@@ -82,41 +101,22 @@ def _predict_one(model, post: Post, knowledge: dict[str, str]) -> list[Predicted
 
 def write_predictions(model, posts: Sequence[Post], output: str | Path, knowledge: dict[str, str] | None = None,
                       batch_size: int = 32, resume: bool = False, log: IssueLog | None = None,
-                      progress: bool = False) -> dict[str, int]:
-    """Write the prediction JSONL (flushed per post). Returns counts: written, skipped, errors."""
-    from ..data.userio import PredictionWriter, prediction_record
-
-    counts = {"written": 0, "skipped": 0, "errors": 0}
-    with PredictionWriter(output, resume=resume) as writer:
-        todo = [p for p in posts if p.id not in writer.done_ids]
-        counts["skipped"] = len(posts) - len(todo)
-        bar = _progress(len(todo), progress)
-        for post, result in predict_posts(model, todo, knowledge, batch_size, log):
-            if isinstance(result, str):
-                writer.write(prediction_record(post, [], error=result))
-                counts["errors"] += 1
-            else:
-                writer.write(prediction_record(post, result))
-            counts["written"] += 1
-            if bar is not None:
+                      progress: bool = False, retry_errors: bool = True) -> WriteCounts:
+    """Write the prediction JSONL (flushed per post); returns what was written (`WriteCounts`)."""
+    with PredictionWriter(output, resume=resume, retry_errors=retry_errors) as writer:
+        todo = list(writer.pending(posts))
+        with progress_bar(len(todo), "predict", enabled=progress) as bar:
+            for post, result in predict_posts(model, todo, knowledge, batch_size, log):
+                error = result if isinstance(result, str) else None
+                writer.write(prediction_record(post, [] if error else result, error=error))
                 bar.update(1)
-        if bar is not None:
-            bar.close()
-    return counts
-
-
-def _progress(total: int, enabled: bool):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="post", desc="predict")
+    return writer.counts
 
 
 def predict_file(recognizer: str | Path, posts: Sequence[Post], output: str | Path,
                  knowledge: str | Path | None = None, batch_size: int = 32, resume: bool = False,
                  device: str = "cpu", log: IssueLog | None = None, progress: bool = False,
-                 trust_remote_code: bool = False) -> dict[str, int]:
+                 trust_remote_code: bool = False) -> WriteCounts:
     """Load a recogniser checkpoint and write its predictions for `posts`: the recogniser alone, as
     `gemner predict --recognizer` without `--config` computes them."""
     from .model import Recognizer

@@ -26,6 +26,7 @@ import torch
 from ..data.issues import DataError
 from ..data.schema import LabelSchema
 from ..data.types import Post, PredictedEntity
+from ..progress import progress_bar
 from .checkpoint import find_training_state, load_training_state, read_checkpoint_config, save_training_state
 from .config import RecognizerConfig
 from .encoding import EncodedPost, batch_order, collate, encode_posts
@@ -155,7 +156,8 @@ def train_recognizer(
             epoch = counters["epoch"]
             batches = batch_order(len(train_items), lengths, config.batch_size, config.seed * 1000 + epoch,
                                   config.length_buckets)
-            bar = _bar(len(batches), counters["batch"], f"epoch {epoch + 1}/{config.epochs}", progress)
+            bar = progress_bar(len(batches), f"epoch {epoch + 1}/{config.epochs}", unit="batch",
+                               initial=counters["batch"], enabled=progress, leave=False)
             epoch_start, loss_sum, n_loss = time.perf_counter(), 0.0, 0
             for batch_index in range(counters["batch"], len(batches)):
                 model.train()
@@ -170,16 +172,14 @@ def train_recognizer(
                 counters["batch"] = batch_index + 1
                 counters["global_step"] += 1
                 loss_sum, n_loss = loss_sum + float(loss.detach()), n_loss + 1
-                if bar is not None:
-                    bar.update(1)
-                    best = counters["best_dev_f1"]
-                    bar.set_postfix(loss=f"{loss_sum / n_loss:.4f}", best_dev_f1=f"{best:.2f}" if best >= 0 else "-")
+                bar.update(1)
+                best = counters["best_dev_f1"]
+                bar.note(loss=f"{loss_sum / n_loss:.4f}", best_dev_f1=f"{best:.2f}" if best >= 0 else "-")
                 if config.save_every_steps and counters["global_step"] % config.save_every_steps == 0:
                     save_state()
                 if on_step is not None:
                     on_step(counters["global_step"], float(loss.detach()))
-            if bar is not None:
-                bar.close()
+            bar.close()
             seconds = time.perf_counter() - epoch_start
             dev = evaluate(model, dev_posts, dev_items, config.eval_batch_size)
             record = {"epoch": epoch + 1, "loss": loss_sum / max(1, n_loss), **dev,
@@ -201,12 +201,4 @@ def train_recognizer(
         raise
     return TrainResult(output, counters["best_dev_f1"], counters["best_epoch"], counters["history"],
                        time.perf_counter() - started)
-
-
-def _bar(total: int, done: int, desc: str, enabled: bool):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=done, desc=desc, unit="batch", leave=False)
 

@@ -9,27 +9,31 @@ is dropped and redone). Bad lines and entities are reported with file and line o
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ..data.images import ImageError, load_image
 from ..data.issues import IssueLog
+from ..data.limits import is_long, long_post_note
 from ..data.schema import FMNERG_SCHEMA, GMNER_SCHEMA, LabelSchema
-from ..data.userio import PredictionWriter, iter_prediction_records
-from .candidates import inference_candidates
-from .filter import entity_entropy, is_hard
+from ..data.types import PredictedEntity
+from ..data.userio import iter_prediction_records
+from ..data.writer import PredictionWriter, WriteCounts
+from ..progress import progress_bar
+from .filter import SampleFilter as SampleFilter  # its home is .filter; still importable from here
+from .filter import is_hard
 from .infer import rerank_query, static_prefix
 from .model import Reranker
-from .prompt import RerankQuery
+from .prompt import windowed_query
 from .scoring import StaticPrefix
 
 
 @dataclass
 class RerankStats:
-    posts: int = 0
-    posts_resumed: int = 0
+    """What the reranker did to the entities of a run (the posts are counted by the writer)."""
+
     entities: int = 0
     hard: int = 0
     reranked: int = 0
@@ -37,8 +41,8 @@ class RerankStats:
     kept_unscored: int = 0
 
     def summary(self) -> str:
-        return (f"{self.posts} posts ({self.posts_resumed} already done), {self.entities} entities, "
-                f"{self.reranked} reranked, {self.changed} changed label, {self.kept_unscored} lacked scores")
+        return (f"{self.entities} entities, {self.reranked} reranked, {self.changed} changed label, "
+                f"{self.kept_unscored} lacked scores")
 
 
 def guess_schema(labels: set[str]) -> LabelSchema | None:
@@ -50,104 +54,127 @@ def guess_schema(labels: set[str]) -> LabelSchema | None:
 
 
 @dataclass
-class SampleFilter:
-    gamma: float
-    rerank_all: bool = False
-    k: int = 5
+class PostContext:
+    """One post as the reranker sees it: its tokens and image (loaded once per post), its caption."""
 
-    def candidates_for(self, scores: Mapping[str, Any]) -> list[str] | None:
-        """The entity's top-K candidates when it goes to the reranker, else None."""
-        topk = scores.get("topk")
-        if not topk:
-            return None
-        if not self.rerank_all:
-            h = entity_entropy(scores)
-            if h is None or not is_hard(h, self.gamma):
+    post_id: str
+    tokens: Sequence[str]
+    image: Any = None  # a loaded image (vision rerankers), else None
+    caption: str = ""
+    where: str = "pipeline"
+
+
+@dataclass
+class EntityReranker:
+    """A reranker with its sample filter and settings, built once per run and applied entity by entity."""
+
+    reranker: Reranker
+    sample_filter: SampleFilter
+    schema: LabelSchema | None = None
+    mode: str | None = None
+    static: StaticPrefix | None = None
+    stats: RerankStats = field(default_factory=RerankStats)
+
+    @classmethod
+    def build(cls, reranker: Reranker, sample_filter: SampleFilter, schema: LabelSchema | None = None,
+              mode: str | None = None) -> EntityReranker:
+        static = static_prefix(reranker) if (mode or reranker.config.mode) == "score" else None
+        return cls(reranker, sample_filter, schema or reranker.schema, mode, static)
+
+    def rerank(self, entity: PredictedEntity, post: PostContext, log: IssueLog) -> PredictedEntity | None:
+        """The entity relabelled, or None when it keeps the recogniser's label (easy, unscored, bad span)."""
+        self.stats.entities += 1
+        scores = entity.scores
+        try:
+            if not scores.get("topk") or (not self.sample_filter.rerank_all and "entropy" not in scores):
+                self.stats.kept_unscored += 1
                 return None
-        return inference_candidates(topk, self.k)
+            candidates = self.sample_filter.candidates_for(scores)
+            if candidates is None:
+                return None
+            self.stats.hard += 1
+            query = windowed_query(post.tokens, entity.start, entity.end, candidates, post.image, post.caption)
+        except (KeyError, TypeError, ValueError) as err:
+            log.report(f"entity {entity.text!r}: {err}", "kept the recogniser's label", path=post.where,
+                       post_id=post.post_id)
+            return None
+        result = rerank_query(self.reranker, query, self.mode, static=self.static)
+        self.stats.reranked += 1
+        self.stats.changed += result.choice != entity.type
+        coarse = self.schema.coarse_of.get(result.choice, entity.coarse) if self.schema else entity.coarse
+        return replace(entity, type=result.choice, coarse=coarse,
+                       scores={**scores, "rerank": result.to_scores(entity.type)})
+
+    def rerank_entities(self, entities: Sequence[PredictedEntity], post: PostContext, log: IssueLog
+                   ) -> list[PredictedEntity]:
+        return [self.rerank(entity, post, log) or entity for entity in entities]
 
 
-def rerank_post(reranker: Reranker, record: dict[str, Any], sample_filter: SampleFilter, *, where: str,
-                log: IssueLog, stats: RerankStats, schema: LabelSchema | None, caption: str = "",
-                mode: str | None = None, static: StaticPrefix | None = None) -> dict[str, Any]:
+def post_image(reranker: Reranker, value: Any, where: str, post_id: str, log: IssueLog) -> Any:
+    """The post's image loaded once (vision rerankers only); an unusable one is reported, text alone."""
+    if reranker.kind != "vision" or not value:
+        return None
+    try:
+        return load_image(str(value))
+    except ImageError as err:
+        log.report(str(err), "reranked from the text alone", path=where, post_id=post_id)
+        return None
+
+
+def _rerank_record(run: EntityReranker, record: dict[str, Any], where: str, log: IssueLog,
+                   caption: str) -> dict[str, Any]:
+    """A predictions line reranked: relabelled entities updated in place of their dicts, the rest
+    (and every field) copied unchanged; a malformed entity is reported and kept."""
     tokens = record.get("tokens")
     if record.get("error") or not isinstance(tokens, list):
         return record
-    image = _usable_image(record.get("image"), reranker.kind, where, str(record["id"]), log)
+    post_id = str(record["id"])
+    if is_long(tokens):
+        log.report(long_post_note(tokens), "inputs cut", path=where, post_id=post_id)
+    post = PostContext(post_id, tokens, post_image(run.reranker, record.get("image"), where, post_id, log),
+                       caption, where)
     entities = []
-    for entity in record.get("entities") or []:
-        stats.entities += 1
-        entities.append(_rerank_entity(reranker, entity, tokens, image, caption, sample_filter, where,
-                                       str(record["id"]), log, stats, schema, mode, static))
+    for raw in record.get("entities") or []:
+        try:
+            entity = PredictedEntity.from_json(raw)
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            log.report(f"malformed entity ({err})", "kept as it is", path=where, post_id=post_id)
+            entities.append(raw)
+            continue
+        new = run.rerank(entity, post, log)
+        entities.append(raw if new is None else {**raw, "type": new.type, "coarse": new.coarse,
+                                                 "scores": new.scores})
     return {**record, "entities": entities}
-
-
-def _rerank_entity(reranker: Reranker, entity: dict[str, Any], tokens: list[str], image: Path | None,
-                   caption: str, sample_filter: SampleFilter, where: str, post_id: str, log: IssueLog,
-                   stats: RerankStats, schema: LabelSchema | None, mode: str | None,
-                   static: StaticPrefix | None) -> dict[str, Any]:
-    scores = entity.get("scores") or {}
-    try:
-        if not scores.get("topk") or (not sample_filter.rerank_all and "entropy" not in scores):
-            stats.kept_unscored += 1
-            return entity
-        candidates = sample_filter.candidates_for(scores)
-        if candidates is None:
-            return entity
-        stats.hard += 1
-        query = RerankQuery(tuple(tokens), int(entity["start"]), int(entity["end"]), tuple(candidates),
-                            image=image, caption=caption)
-    except (KeyError, TypeError, ValueError) as err:
-        log.report(f"entity {entity.get('text', '?')!r}: {err}", "kept the recogniser's label",
-                   path=where, post_id=post_id)
-        return entity
-    result = rerank_query(reranker, query, mode, static=static)
-    stats.reranked += 1
-    previous = str(entity.get("type"))
-    stats.changed += result.choice != previous
-    coarse = schema.coarse_of.get(result.choice, entity.get("coarse")) if schema else entity.get("coarse")
-    return {**entity, "type": result.choice, "coarse": coarse,
-            "scores": {**scores, "rerank": result.to_scores(previous)}}
-
-
-def _usable_image(value: Any, kind: str, where: str, post_id: str, log: IssueLog) -> Path | None:
-    if kind != "vision" or not value:
-        return None
-    path = Path(str(value))
-    if not path.is_file():
-        log.report(f"image {path} not found", "reranked from the text alone", path=where, post_id=post_id)
-        return None
-    return path
 
 
 def rerank_predictions(reranker: Reranker, predictions: str | Path, output: str | Path, *,
                        sample_filter: SampleFilter, schema: LabelSchema | None = None,
                        captions: Mapping[str, str] | None = None, mode: str | None = None,
-                       log: IssueLog | None = None,
-                       progress: Callable[[RerankStats], None] | None = None) -> RerankStats:
+                       log: IssueLog | None = None, retry_errors: bool = True,
+                       progress: bool = False) -> tuple[WriteCounts, RerankStats]:
     """Rerank every post of `predictions` into `output` (resumes when `output` holds finished posts)."""
     predictions, output = Path(predictions), Path(output)
     if not predictions.is_file():
         raise FileNotFoundError(f"{predictions}: no such predictions file")
     log = log if log is not None else IssueLog()
-    schema = schema or reranker.schema
-    stats = RerankStats()
-    static = static_prefix(reranker) if (mode or reranker.config.mode) == "score" else None
-    with PredictionWriter(output) as sink:  # resumes: finished posts are kept, a torn last line is cut
-        for _number, record in iter_prediction_records(predictions, log):
-            stats.posts += 1
-            if str(record["id"]) in sink.done_ids:
-                stats.posts_resumed += 1
+    run = EntityReranker.build(reranker, sample_filter, schema, mode)
+    where = str(predictions)
+    with PredictionWriter(output, inputs=[predictions], retry_errors=retry_errors) as sink, \
+            progress_bar(_count_lines(predictions), "rerank", enabled=progress) as bar:
+        for _, record in iter_prediction_records(predictions, log):
+            bar.update(1)
+            if sink.skip(record["id"]):
                 continue
-            if schema is None:
-                schema = guess_schema({str(e.get("type")) for e in record.get("entities") or []})
-            new = rerank_post(reranker, record, sample_filter, where=str(predictions), log=log, stats=stats,
-                              schema=schema, caption=(captions or {}).get(str(record["id"]), ""), mode=mode,
-                              static=static)
-            sink.write(new)
-            if progress is not None:
-                progress(stats)
-    return stats
+            if run.schema is None:
+                run.schema = guess_schema({str(e.get("type")) for e in record.get("entities") or []
+                                           if isinstance(e, dict)})
+            sink.write(_rerank_record(run, record, where, log, (captions or {}).get(str(record["id"]), "")))
+    return sink.counts, run.stats
+
+
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as handle:
+        return sum(1 for line in handle if line.strip())
 
 
 def merge_filtered(original: dict[str, Any], reranked_all: dict[str, Any] | None, gamma: float) -> dict[str, Any]:
@@ -176,12 +203,12 @@ def sample_filter_file(predictions: str | Path, reranked_all: str | Path, output
             raise FileNotFoundError(f"{path}: no such predictions file")
     reranked = {str(record["id"]): record for _, record in iter_prediction_records(reranked_all, log)}
     count = 0
-    with output.open("w", encoding="utf-8") as sink:
+    with PredictionWriter(output, resume=False, inputs=[predictions, reranked_all]) as sink:
         for _, record in iter_prediction_records(predictions, log):
             match = reranked.get(str(record["id"]))
             if match is None:
                 log.report("post missing from the reranked file", "kept the recogniser's labels",
                            path=reranked_all, post_id=str(record["id"]))
-            sink.write(json.dumps(merge_filtered(record, match, gamma), ensure_ascii=False) + "\n")
+            sink.write(merge_filtered(record, match, gamma))
             count += 1
     return count

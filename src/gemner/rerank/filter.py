@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from .config import PAPER_GAMMA
@@ -28,3 +29,25 @@ def entity_entropy(scores: Mapping[str, Any]) -> float | None:
     if math.isnan(value) or value < 0:
         raise ValueError(f"entropy must be a non-negative number, got {value}")
     return value
+
+
+@dataclass(frozen=True)
+class SampleFilter:
+    """Which entities go to the reranker (H > gamma, or all with `rerank_all`), with their top-K candidates."""
+
+    gamma: float = PAPER_GAMMA
+    rerank_all: bool = False
+    k: int = 5
+
+    def candidates_for(self, scores: Mapping[str, Any]) -> list[str] | None:
+        """The entity's top-K candidates when it goes to the reranker, else None."""
+        from .candidates import inference_candidates
+
+        topk = scores.get("topk")
+        if not topk:
+            return None
+        if not self.rerank_all:
+            h = entity_entropy(scores)
+            if h is None or not is_hard(h, self.gamma):
+                return None
+        return inference_candidates(topk, self.k)

@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from ..data.images import load_image
 from ..data.schema import LabelSchema
 from ..hub import resolve
 from .config import RerankerConfig
@@ -207,7 +208,9 @@ class Reranker:
 
     def encode_prompt(self, query: RerankQuery) -> dict[str, Any]:
         """Model inputs for the prompt (batch of one): input_ids, attention_mask, pixel_values if any."""
-        image = load_image(query.image) if self.kind == "vision" and query.image is not None else None
+        image = None
+        if self.kind == "vision" and query.image is not None:  # a loaded image, or a file to load
+            image = query.image if hasattr(query.image, "size") else load_image(query.image)
         text = self.prompt_text(query, with_image=image is not None)
         special = {"add_special_tokens": not self.chat}
         if self.kind == "vision":
@@ -216,16 +219,6 @@ class Reranker:
             inputs = self.tokenizer(text, return_tensors="pt", **special)
         wanted = ("input_ids", "attention_mask", "pixel_values", "image_sizes")
         return {key: value.to(self.device) for key, value in inputs.items() if key in wanted}
-
-
-def load_image(path: str | Path) -> Any:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as img:
-            return img.convert("RGB")
-    except (OSError, ValueError) as err:
-        raise FileNotFoundError(f"cannot read image {path}: {err}") from err
 
 
 def lora_targets(model: Any, kind: str) -> list[str]:

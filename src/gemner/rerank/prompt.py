@@ -19,6 +19,9 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from ..data.limits import CAPTION_CHARS, clip, context_window
 
 INSTRUCTION = (
     "Here's a tweet along with its image, where the entities of the text have been labeled using &&, "
@@ -38,7 +41,7 @@ class RerankQuery:
     start: int
     end: int
     candidates: tuple[str, ...]
-    image: Path | None = None
+    image: Path | Any | None = None  # a file, or an image already loaded (`gemner.data.images`)
     caption: str = ""
     answer: str | None = None  # the gold label, for training and accuracy
 
@@ -47,6 +50,17 @@ class RerankQuery:
             raise ValueError(f"entity span [{self.start}, {self.end}) is outside {len(self.tokens)} tokens")
         if len(self.candidates) == 0:
             raise ValueError("a rerank query needs at least one candidate")
+
+
+def windowed_query(tokens: Sequence[str], start: int, end: int, candidates: Sequence[str],
+                   image: Path | Any | None = None, caption: str = "") -> RerankQuery:
+    """A query cut to the prompt limits of `gemner.data.limits`: at most RERANK_CONTEXT_WORDS tokens
+    around the entity (the entity at most RERANK_ENTITY_WORDS), the caption at most CAPTION_CHARS."""
+    if not 0 <= start < end <= len(tokens):
+        raise ValueError(f"entity span [{start}, {end}) is outside {len(tokens)} tokens")
+    left, end, right = context_window(len(tokens), start, end)
+    return RerankQuery(tuple(tokens[left:right]), start - left, end - left, tuple(candidates), image=image,
+                       caption=clip(caption, CAPTION_CHARS))
 
 
 def mark_entity(tokens: Sequence[str], start: int, end: int) -> str:
