@@ -35,10 +35,7 @@ from .types import Box, Entity, PredictedEntity
 
 
 def _valid_unicode(value: str) -> str:
-    # json.loads turns "\ud800" into a lone surrogate and "\u0000" into NUL: neither can be written
-    # back as UTF-8 text (or is ever meant), so such a string is refused where it is read.
-    if "\x00" in value:
-        raise ValueError("contains a NUL character")
+    # json.loads turns "\ud800" into a lone surrogate, which no UTF-8 file can hold: refused where read.
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -52,6 +49,8 @@ def _post_id(value: Any) -> str:
     text = _valid_unicode(str(value))
     if not text.strip():
         raise ValueError("is empty")
+    if "\x00" in text:  # ids name files and cache rows
+        raise ValueError("contains a NUL character")
     return text
 
 
