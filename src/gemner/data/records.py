@@ -15,8 +15,9 @@ import json
 import math
 import numbers
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -30,6 +31,7 @@ from pydantic import (
     model_validator,
 )
 
+from .issues import DataError
 from .schema import LabelSchema
 from .types import Box, Entity, PredictedEntity
 
@@ -293,3 +295,23 @@ def _salvage_id(raw: bytes) -> str | None:
     except (ValueError, RecursionError):
         return None
 
+
+
+def read_json_lines(path: Path) -> Iterator[JsonLine]:
+    """Each non-blank line of a JSONL file (gunzipped when `*.gz`), parsed; a missing file is a `DataError`."""
+    from .conll import raw_lines
+
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    for number, raw in enumerate(raw_lines(path), start=1):
+        line = parse_json_line(number, raw)
+        if line is not None:
+            yield line
+
+
+def readable_id(data: Mapping[str, Any]) -> str | None:
+    """The record's id when it is usable, else None (to name a post whose other fields are invalid)."""
+    try:
+        return _post_id(data.get("id"))
+    except ValueError:
+        return None

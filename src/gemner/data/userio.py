@@ -1,11 +1,11 @@
 """User data: posts JSONL in, predictions JSONL out (resumable), gold JSONL for scoring.
 
 Posts in, one per line: `{"id": "...", "text": "raw text"}` or `{"id": "...", "tokens": [...]}`, with an
-optional `"image": "path"` (relative paths resolve against `images_dir`, else the JSONL's folder).
-Each line is checked once, by the models of `records.py`. A line that is not a JSON object, has a
-field of the wrong type, or has neither text nor tokens is reported (file and line); when it names a
-usable id it is yielded as a `RejectedPost`, so the output still gets a record with its error. The
-first record of an id wins; a repeat is reported with both line numbers and skipped.
+optional `"image": "path"` (relative paths resolve against `images_dir`, else the JSONL's folder); read
+by `userposts.py`, re-exported here.
+
+Every line read is checked once, by the models of `records.py`; a bad line or entity is reported with
+file and line and the rest goes on.
 
 Predictions out, one per post: `{"id", "tokens", "image", "entities": [...], "error"?}` where each
 entity is `PredictedEntity.to_json()`. `PredictionWriter` appends and flushes line by line, so a killed
@@ -17,125 +17,41 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
-from .conll import raw_lines
-from .issues import DataError, IssueLog
+from .issues import IssueLog
 from .records import (
     EntityRecord,
     FileRecord,
     GoldEntityRecord,
-    JsonLine,
     KnowledgeRecord,
-    PostId,
-    PostRecord,
     check_entity,
-    parse_json_line,
     problem,
+    read_json_lines,
+    readable_id,
 )
 from .schema import LabelSchema
-from .tokenize import tokenize_tweet
 from .types import Post, PredictedEntity
+from .userposts import RejectedPost, iter_posts, post_from_json, read_posts
 
-
-def _lines(path: Path) -> Iterator[JsonLine]:
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    for number, raw in enumerate(raw_lines(path), start=1):
-        line = parse_json_line(number, raw)
-        if line is not None:
-            yield line
+__all__ = [
+    "PredictionWriter", "RejectedPost", "gold_record", "iter_posts", "iter_prediction_records", "post_from_json",
+    "prediction_record", "read_gold_jsonl", "read_knowledge", "read_posts", "read_prediction_records",
+    "read_predictions",
+]
 
 
 def _json_lines(path: Path, log: IssueLog) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) of each usable line; every other non-blank line is reported."""
-    for line in _lines(path):
+    for line in read_json_lines(path):
         if line.data is None:
             log.report(line.problem or "unusable line", "skipped line", path=path, line=line.number,
                        post_id=line.id)
             continue
         yield line.number, line.data
-
-
-_POST_ID = TypeAdapter(PostId)
-
-
-def _readable_id(data: Mapping[str, Any]) -> str | None:
-    try:
-        return _POST_ID.validate_python(data.get("id"))
-    except ValidationError:
-        return None
-
-
-@dataclass(frozen=True)
-class RejectedPost:
-    """An input post that cannot be predicted but names a usable id: it still gets its output record,
-    carrying `error`, so the output keeps one record per input id."""
-
-    id: str
-    message: str
-    path: str
-    line: int
-
-    @property
-    def error(self) -> str:
-        return f"{self.path}:{self.line}: {self.message}"
-
-
-def post_from_json(line: JsonLine, *, path: Path, images_dir: Path | None = None) -> Post | RejectedPost | str:
-    """The post of one line; a `RejectedPost` when it is invalid but names an id; else the problem."""
-    if line.data is None:
-        message = line.problem or "unusable line"
-        return RejectedPost(line.id, message, str(path), line.number) if line.id is not None else message
-    try:
-        record = PostRecord.model_validate(line.data)
-    except ValidationError as err:
-        post_id = _readable_id(line.data)
-        return RejectedPost(post_id, problem(err), str(path), line.number) if post_id is not None else problem(err)
-    tokens = record.tokens if record.tokens is not None else tokenize_tweet(record.text or "")
-    if not tokens:
-        return RejectedPost(record.id, 'empty post: no "text" or "tokens"', str(path), line.number)
-    image_path = None
-    if record.image:
-        image_path = Path(record.image)
-        if not image_path.is_absolute():
-            image_path = (images_dir or path.parent) / image_path
-    return Post(record.id, list(tokens), image=image_path)
-
-
-def iter_posts(path: str | Path, images_dir: str | Path | None = None,
-               log: IssueLog | None = None) -> Iterator[Post | RejectedPost]:
-    """The posts of a posts JSONL in file order, each valid one as a `Post` and each invalid one that
-    names an id as a `RejectedPost`; every problem is reported in `log` with file and line. The first
-    record of an id wins: a later one with the same id is reported (both lines named) and skipped."""
-    path, log = Path(path), (log if log is not None else IssueLog())
-    images = Path(images_dir) if images_dir is not None else None
-    first_line: dict[str, int] = {}
-    for line in _lines(path):
-        item = post_from_json(line, path=path, images_dir=images)
-        if isinstance(item, str):
-            log.report(item, "skipped line", path=path, line=line.number)
-            continue
-        if item.id in first_line:
-            log.report(f"duplicate id {item.id!r} (first on line {first_line[item.id]})", "skipped post",
-                       path=path, line=line.number, post_id=item.id)
-            continue
-        first_line[item.id] = line.number
-        if isinstance(item, RejectedPost):
-            log.report(item.message, "error record", path=path, line=line.number, post_id=item.id)
-        yield item
-
-
-def read_posts(path: str | Path, images_dir: str | Path | None = None,
-               log: IssueLog | None = None) -> tuple[list[Post], IssueLog]:
-    """The valid posts of a posts JSONL; every other line is reported in the returned log (`iter_posts`
-    also yields the invalid posts that name an id)."""
-    log = log if log is not None else IssueLog()
-    return [p for p in iter_posts(path, images_dir, log) if isinstance(p, Post)], log
 
 
 def prediction_record(post: Post, entities: Sequence[PredictedEntity], error: str | None = None,
@@ -169,7 +85,7 @@ def _checked_records(path: Path, log: IssueLog) -> Iterator[tuple[int, dict[str,
         try:
             record = FileRecord.model_validate(data)
         except ValidationError as err:
-            log.report(problem(err), "skipped line", path=path, line=number, post_id=_readable_id(data))
+            log.report(problem(err), "skipped line", path=path, line=number, post_id=readable_id(data))
             continue
         yield number, data, record
 
@@ -252,7 +168,7 @@ def read_knowledge(path: str | Path, log: IssueLog | None = None) -> dict[str, t
         try:
             record = KnowledgeRecord.model_validate(data)
         except ValidationError as err:
-            log.report(problem(err), "skipped line", path=path, line=number, post_id=_readable_id(data))
+            log.report(problem(err), "skipped line", path=path, line=number, post_id=readable_id(data))
             continue
         knowledge[record.id] = (record.knowledge or "", record.caption or "")
     return knowledge
