@@ -164,6 +164,7 @@ BAD_ENTITIES = [
     ("null entity", None),
     ("a string entity", "Ted Cruz"),
     ("bool end", {**_entity(), "end": True}),
+    ("text entropy", _entity(3, 4, "LOC", None, scores={"entropy": "high"})),
 ]
 
 

@@ -85,7 +85,31 @@ PostId = Annotated[Any, AfterValidator(_post_id)]
 Index = Annotated[int, Strict(), Field(ge=0)]
 Number = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 BoxValues = Annotated[list[Number], Field(min_length=4, max_length=4)]
-Scores = Annotated[dict[Text, Any], AfterValidator(_finite_tree)]
+Pairs = list[tuple[Text, Number]]
+
+
+class KnownScores(BaseModel):
+    """The `scores` keys the stages read back (docs/ARCHITECTURE.md); any other key is kept as it is."""
+
+    model_config = ConfigDict(extra="allow")
+
+    entropy: Number | None = None
+    itm: Number | None = None
+    topk: Pairs | None = None
+    coarse_topk: Pairs | None = None
+    peak: Annotated[list[Number], Field(min_length=2, max_length=2)] | None = None
+    rerank: dict[Text, Any] | None = None
+
+
+def _known_scores(value: dict[str, Any]) -> dict[str, Any]:
+    try:
+        KnownScores.model_validate(value)
+    except ValidationError as err:
+        raise ValueError(problem(err)) from None
+    return value
+
+
+Scores = Annotated[dict[Text, Any], AfterValidator(_finite_tree), AfterValidator(_known_scores)]
 
 
 def _box(values: list[float]) -> Box:
@@ -218,9 +242,14 @@ def problem(err: ValidationError) -> str:
     first = errors[0]
     where = ".".join(str(part) for part in first["loc"])
     message = first["msg"].removeprefix("Value error, ")
-    text = f'"{where}": {message}' if where else message
-    if first["type"] not in ("missing",) and where:
-        text += f" (got {_short(first.get('input'))})"
+    if where and message.startswith('"'):  # a nested model's problem, already naming its field
+        text = f'"{where}.{message[1:]}'
+    elif where:
+        text = f'"{where}": {message}'
+        if first["type"] != "missing":
+            text += f" (got {_short(first.get('input'))})"
+    else:
+        text = message
     if len(errors) > 1:
         text += f" (+{len(errors) - 1} more)"
     return text
