@@ -75,7 +75,7 @@ def iter_posts(path: str | Path, images_dir: str | Path | None = None,
             continue
         first_line[item.id] = line.number
         if isinstance(item, RejectedPost):
-            log.report(item.message, "error record", path=path, line=line.number, post_id=item.id)
+            log.report(item.message, "rejected post", path=path, line=line.number, post_id=item.id)
         yield item
 
 
