@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from .app import app
+from .console import err as err_console
 from .console import out as console
 from .errors import friendly_errors
 
@@ -25,20 +26,16 @@ def evaluate(
     match: Annotated[str, typer.Option(help="span (H-Index) or string (TIGER) matching.")] = "span",
     per_type: Annotated[bool, typer.Option("--per-type", help="Also print the per-type table.")] = False,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Scores JSON (default: by PRED).")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Stop at the first bad prediction line or entity "
+                                         "(default: report each one and score the rest).")] = False,
 ) -> None:
     """Print MNER / EEG / MNERG P, R, F1 (fine and coarse for FMNERG) and write them as JSON."""
-    from ..data.issues import IssueLog
-    from ..data.userio import read_predictions
-    from ..evaluation import score
-    from ..evaluation.gold import load_gold
+    from ..evaluation.files import evaluate_files
     from ..evaluation.report import render
 
-    log = IssueLog()
-    gold_posts, label_schema = load_gold(gold, schema, boxes, log)
-    predictions = read_predictions(pred, log)
-    for issue in log.issues:
-        console.print(f"[yellow]warning:[/] {issue}", highlight=False)
-    report = score(gold_posts, predictions, label_schema, match=match)
+    evaluation = evaluate_files(gold, pred, schema=schema, boxes=boxes, match=match, strict=strict)
+    _warn(evaluation.gold_issues + evaluation.prediction_issues)
+    report = evaluation.report
     console.print(render(report, per_type=per_type))
     if report.missing_posts:
         console.print(f"[yellow]{len(report.missing_posts)} gold posts have no prediction "
@@ -49,3 +46,10 @@ def evaluate(
     output = output or pred.with_name(pred.name.split(".")[0] + ".scores.json")
     output.write_text(json.dumps(report.to_dict(), indent=2))
     console.print(f"scores written to {output}")
+
+
+def _warn(issues, limit: int = 20) -> None:
+    for issue in issues[:limit]:
+        err_console.print(f"[yellow]warning:[/] {issue}", highlight=False)
+    if len(issues) > limit:
+        err_console.print(f"[yellow]warning:[/] {len(issues) - limit} more problems not shown", highlight=False)

@@ -17,21 +17,24 @@ from .options import BatchSizeOpt, MaxPostsOpt, RetryOpt, ThreadsOpt
 
 
 def _posts(dataset, split, input, text, image, images, max_posts):
+    """(posts, log, rejected): `rejected` are the invalid input posts that name an id (`RejectedPost`)."""
     from ..data import IssueLog, Post, load_dataset
     from ..data.tokenize import tokenize_tweet
-    from ..data.userio import read_posts
+    from ..data.userio import iter_posts
 
     sources = [s for s in (dataset, input, text) if s is not None]
     if len(sources) != 1:
         raise typer.BadParameter("give exactly one of --input, --dataset (with --split) or --text")
-    log = IssueLog()
+    log, rejected = IssueLog(), []
     if text is not None:
         posts = [Post("post", tokenize_tweet(text), image=image)]
     elif dataset is not None:
         posts = load_dataset(dataset, split, images_dir=images).posts
     else:
-        posts, log = read_posts(input, images_dir=images)
-    return posts[:max_posts], log
+        items = list(iter_posts(input, images_dir=images, log=log))[:max_posts]
+        posts = [p for p in items if isinstance(p, Post)]
+        rejected = [p for p in items if not isinstance(p, Post)]
+    return posts[:max_posts], log, rejected
 
 
 def _show(entities) -> None:
@@ -89,7 +92,7 @@ def predict(
                     "no-ground": not ground}
     pipeline = predict_config(config, recognizer=recognizer, knowledge=knowledge,
                               ablations=[SWITCH_ABLATIONS[name] for name, off in switched_off.items() if off])
-    posts, log = _posts(dataset, split, input, text, image, images, max_posts)
+    posts, log, rejected = _posts(dataset, split, input, text, image, images, max_posts)
     if output is None and text is None:
         raise typer.BadParameter("--output is required (except for a single --text post)")
     gem = GEM(pipeline, notify=lambda message: console.print(f"[yellow]note:[/] {message}", highlight=False),
@@ -107,7 +110,7 @@ def predict(
 
             draw_result(result, visualize)
         return
-    skipped = [(i.post_id, f"input line {i.line}: {i.message}") for i in log.issues if i.post_id is not None]
+    skipped = [(r.id, r.error) for r in rejected]
     for issue in log.issues:
         console.print(f"[yellow]warning:[/] {issue}", highlight=False)
     counts, pictures = predict_to_file(gem, posts, output, resume=resume, batch_size=batch_size,

@@ -13,6 +13,7 @@ Label checks (unknown labels, stray `I-` tags) happen in `posts.py`, which knows
 from __future__ import annotations
 
 import gzip
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,15 +23,20 @@ from .issues import DataError, IssueLog
 IMGID_PREFIX = "IMGID:"
 
 
-def numbered_lines(path: str | Path) -> Iterator[tuple[int, str | None]]:
-    """(line number, text) for each line of a UTF-8 file, gunzipping `*.gz`. The text is None for a
-    line that is not valid UTF-8, so a reader can name that line instead of failing on the file."""
+def raw_lines(path: str | Path) -> list[bytes]:
+    """The lines of a file as bytes (gunzipped when `*.gz`); a file that cannot be read is a `DataError`."""
     path = Path(path)
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError) as err:
+    except (OSError, EOFError, zlib.error) as err:
         raise DataError(f"{path}: cannot be read ({err})") from err
-    for number, line in enumerate(raw.split(b"\n"), start=1):
+    return raw.split(b"\n")
+
+
+def numbered_lines(path: str | Path) -> Iterator[tuple[int, str | None]]:
+    """(line number, text) for each line of a UTF-8 file, gunzipping `*.gz`. The text is None for a
+    line that is not valid UTF-8, so a reader can name that line instead of failing on the file."""
+    for number, line in enumerate(raw_lines(path), start=1):
         try:
             yield number, line.decode("utf-8")
         except UnicodeDecodeError:

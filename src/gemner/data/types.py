@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -37,7 +38,10 @@ class Box(NamedTuple):
     def from_sequence(cls, values: Sequence[float]) -> Box:
         if len(values) != 4:
             raise ValueError(f"a box needs 4 numbers [x1, y1, x2, y2], got {list(values)!r}")
-        return cls(*(float(v) for v in values))
+        box = cls(*(float(v) for v in values))
+        if not all(math.isfinite(v) for v in box):
+            raise ValueError(f"a box needs finite numbers, got {list(values)!r}")
+        return box
 
 
 def _plain_number(value: float) -> float | int:
@@ -117,15 +121,12 @@ class PredictedEntity:
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> PredictedEntity:
-        box = data.get("box")
-        return cls(
-            start=int(data["start"]),
-            end=int(data["end"]),
-            text=str(data.get("text", "")),
-            type=str(data["type"]),
-            coarse=str(data.get("coarse") or data["type"]),
-            box=Box.from_sequence(box) if box is not None else None,
-            scores=dict(data.get("scores") or {}),
-            box_status=str(data.get("box_status", "computed")),
-        )
+    def from_json(cls, data: Any, n_tokens: int | None = None) -> PredictedEntity:
+        """Read `to_json()` back through the one entity validator (`records.EntityRecord`); a ValueError
+        names what is wrong."""
+        from .records import check_entity
+
+        checked = check_entity(data, n_tokens=n_tokens)
+        if isinstance(checked, str):
+            raise ValueError(checked)
+        return checked.to_entity()

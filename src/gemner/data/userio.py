@@ -1,9 +1,11 @@
 """User data: posts JSONL in, predictions JSONL out (resumable), gold JSONL for scoring.
 
 Posts in, one per line: `{"id": "...", "text": "raw text"}` or `{"id": "...", "tokens": [...]}`, with an
-optional `"image": "path"` (relative paths resolve against `images_dir`, else the JSONL's folder).
-A line that is not a JSON object, lacks an id, repeats an id, or has neither text nor tokens is
-reported (file and line) and skipped; every other post is kept.
+optional `"image": "path"` (relative paths resolve against `images_dir`, else the JSONL's folder); read
+by `userposts.py`, re-exported here.
+
+Every line read is checked once, by the models of `records.py`; a bad line or entity is reported with
+file and line and the rest goes on.
 
 Predictions out, one per post: `{"id", "tokens", "image", "entities": [...], "error"?}` where each
 entity is `PredictedEntity.to_json()`, written by `gemner.data.writer.PredictionWriter` (re-exported
@@ -12,177 +14,165 @@ here): locked, resumable, flushed line by line.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .conll import numbered_lines
-from .issues import DataError, IssueLog
+from pydantic import ValidationError
+
+from .issues import IssueLog
+from .records import (
+    EntityRecord,
+    FileRecord,
+    GoldEntityRecord,
+    KnowledgeRecord,
+    check_entity,
+    problem,
+    read_json_lines,
+    readable_id,
+)
 from .schema import LabelSchema
-from .tokenize import tokenize_tweet
-from .types import Box, Entity, Post, PredictedEntity
-from .writer import PredictionWriter as PredictionWriter
-from .writer import WriteCounts as WriteCounts
+from .types import Post, PredictedEntity
+from .userposts import RejectedPost, iter_posts, post_from_json, read_posts
+from .writer import PredictionWriter, WriteCounts
+
+__all__ = [
+    "PredictionWriter", "RejectedPost", "WriteCounts", "gold_record", "iter_posts", "iter_prediction_records",
+    "post_from_json", "prediction_record", "read_gold_jsonl", "read_knowledge", "read_posts",
+    "read_prediction_records", "read_predictions",
+]
 
 
 def _json_lines(path: Path, log: IssueLog) -> Iterator[tuple[int, dict[str, Any]]]:
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    for number, line in numbered_lines(path):
-        if line is None:
-            log.report("not valid UTF-8", "skipped line", path=path, line=number)
+    """(line number, object) of each usable line; every other non-blank line is reported."""
+    for line in read_json_lines(path):
+        if line.data is None:
+            log.report(line.problem or "unusable line", "skipped line", path=path, line=line.number,
+                       post_id=line.id)
             continue
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as err:
-            log.report(f"not valid JSON ({err.msg})", "skipped line", path=path, line=number)
-            continue
-        if not isinstance(data, dict):
-            log.report("not a JSON object", "skipped line", path=path, line=number)
-            continue
-        yield number, data
-
-
-def post_from_json(data: Mapping[str, Any], *, path: Path, line: int, log: IssueLog,
-                   images_dir: Path | None = None) -> Post | None:
-    post_id = data.get("id")
-    if post_id is None or str(post_id).strip() == "":
-        log.report('missing "id"', "skipped post", path=path, line=line)
-        return None
-    post_id = str(post_id)
-    tokens = data.get("tokens")
-    if tokens is not None:
-        if not isinstance(tokens, list) or not all(isinstance(t, str) and t.strip() for t in tokens):
-            log.report('"tokens" must be a list of non-empty strings', "skipped post", path=path,
-                       line=line, post_id=post_id)
-            return None
-    else:
-        text = data.get("text")
-        tokens = tokenize_tweet(text) if isinstance(text, str) else []
-    if not tokens:
-        log.report('empty post: no "text" or "tokens"', "skipped post", path=path, line=line,
-                   post_id=post_id)
-        return None
-    image = data.get("image")
-    image_path = None
-    if image:
-        image_path = Path(image)
-        if not image_path.is_absolute():
-            image_path = (images_dir or path.parent) / image_path
-    return Post(post_id, list(tokens), image=image_path)
-
-
-def read_posts(path: str | Path, images_dir: str | Path | None = None,
-               log: IssueLog | None = None) -> tuple[list[Post], IssueLog]:
-    """Read a posts JSONL; bad lines are reported in the returned log and skipped."""
-    path, log = Path(path), (log if log is not None else IssueLog())
-    images = Path(images_dir) if images_dir is not None else None
-    posts: list[Post] = []
-    seen: set[str] = set()
-    for number, data in _json_lines(path, log):
-        post = post_from_json(data, path=path, line=number, log=log, images_dir=images)
-        if post is None:
-            continue
-        if post.id in seen:
-            log.report(f"duplicate id {post.id!r}", "skipped post", path=path, line=number, post_id=post.id)
-            continue
-        seen.add(post.id)
-        posts.append(post)
-    return posts, log
+        yield line.number, line.data
 
 
 def prediction_record(post: Post | str, entities: Sequence[PredictedEntity], error: str | None = None,
                       **extra: Any) -> dict[str, Any]:
-    """The predictions line of a post; a bare post id (an input line that could not be read) gives a
-    record with no tokens, meant to carry an `error`."""
+    """The predictions JSONL line of a post. Each entity is checked by the validator the readers use;
+    an invalid one (a span past the tokens, a NaN score, an inverted box) is left out and named in
+    `error`, so that every written line reads back whole. A bare post id (an input line that could not
+    be read) gives a record with no tokens, meant to carry an `error`."""
     if isinstance(post, str):
         post = Post(post, [])
+    kept, problems = [], []
+    for index, entity in enumerate(entities, start=1):
+        data = entity.to_json()
+        checked = check_entity(data, n_tokens=len(post.tokens))
+        if isinstance(checked, str):
+            problems.append(f"entity #{index} left out: {checked}")
+        else:
+            kept.append(data)
     record: dict[str, Any] = {
         "id": post.id,
         "tokens": post.tokens,
         "image": str(post.image) if post.image is not None else None,
-        "entities": [e.to_json() for e in entities],
+        "entities": kept,
     }
+    error = "; ".join(m for m in (error, *problems) if m) or None
     if error is not None:
         record["error"] = error
     record.update(extra)
     return record
 
 
-def iter_prediction_records(path: str | Path, log: IssueLog | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, record) of a predictions JSONL; bad lines reported (file and line) and skipped."""
-    log = log if log is not None else IssueLog()
-    for number, data in _json_lines(Path(path), log):
-        if "id" not in data or not isinstance(data.get("entities", []), list):
-            log.report('a prediction needs "id" and a list "entities"', "skipped line", path=path,
-                       line=number)
+def _checked_records(path: Path, log: IssueLog) -> Iterator[tuple[int, dict[str, Any], FileRecord]]:
+    for number, data in _json_lines(path, log):
+        try:
+            record = FileRecord.model_validate(data)
+        except ValidationError as err:
+            log.report(problem(err), "skipped line", path=path, line=number, post_id=readable_id(data))
             continue
-        yield number, data
+        yield number, data, record
+
+
+def _checked_entities(path: Path, log: IssueLog, schema: LabelSchema | None
+                      ) -> Iterator[tuple[int, dict[str, Any], FileRecord, list[tuple[Any, EntityRecord]]]]:
+    for number, data, record in _checked_records(path, log):
+        n_tokens = len(record.tokens) if record.tokens is not None else None
+        entities = []
+        for index, raw in enumerate(record.entities, start=1):
+            checked = check_entity(raw, n_tokens=n_tokens, schema=schema)
+            if isinstance(checked, str):
+                log.report(f"entity #{index}: {checked}", "skipped entity", path=path, line=number,
+                           post_id=record.id)
+            else:
+                entities.append((raw, checked))
+        yield number, data, record, entities
+
+
+def iter_prediction_records(path: str | Path, log: IssueLog | None = None,
+                            schema: LabelSchema | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, record) of a predictions JSONL, each checked: its `id` a string and its `entities`
+    the valid ones. A bad line or entity is reported (file and line) and skipped. With a `schema`, an
+    entity of a type the schema does not know is one."""
+    log = log if log is not None else IssueLog()
+    for number, data, record, entities in _checked_entities(Path(path), log, schema):
+        yield number, {**data, "id": record.id, "entities": [raw for raw, _ in entities]}
 
 
 def read_prediction_records(path: str | Path, log: IssueLog | None = None) -> list[dict[str, Any]]:
-    """Raw prediction records (dicts), bad lines reported and skipped."""
+    """Checked prediction records (dicts), bad lines and entities reported and skipped."""
     return [record for _, record in iter_prediction_records(path, log)]
 
 
-def read_predictions(path: str | Path, log: IssueLog | None = None) -> dict[str, list[PredictedEntity]]:
-    """Predicted entities by post id. A malformed entity is reported (file and line) and skipped."""
+def read_predictions(path: str | Path, log: IssueLog | None = None,
+                     schema: LabelSchema | None = None) -> dict[str, list[PredictedEntity]]:
+    """Predicted entities by post id. A malformed line or entity is reported (file and line) and skipped."""
     log = log if log is not None else IssueLog()
     predictions: dict[str, list[PredictedEntity]] = {}
-    for number, record in iter_prediction_records(path, log):
-        entities = []
-        for data in record.get("entities", []):
-            try:
-                entities.append(PredictedEntity.from_json(data))
-            except (KeyError, TypeError, ValueError) as err:
-                log.report(f"malformed entity {data!r} ({err})", "skipped entity", path=path,
-                           line=number, post_id=str(record["id"]))
-        predictions.setdefault(str(record["id"]), []).extend(entities)
+    for _, _, record, entities in _checked_entities(Path(path), log, schema):
+        predictions.setdefault(record.id, []).extend(checked.to_entity() for _, checked in entities)
     return predictions
 
 
 def read_gold_jsonl(path: str | Path, schema: LabelSchema, log: IssueLog | None = None) -> list[Post]:
     """Gold posts from a JSONL like the predictions, with `"boxes": [[x1, y1, x2, y2], ...] | null` per
     entity and an optional `"image_size": [width, height]` per post."""
-    log = log if log is not None else IssueLog()
+    path, log = Path(path), (log if log is not None else IssueLog())
     posts = []
-    for number, record in iter_prediction_records(path, log):
+    for number, _, record in _checked_records(path, log):
+        tokens = list(record.tokens or [])
         entities = []
-        for data in record.get("entities", []):
+        for index, raw in enumerate(record.entities, start=1):
             try:
-                label = schema.canonical(str(data["type"]))
-                if label is None:
-                    raise ValueError(f"unknown label {data['type']!r} (schema {schema.name})")
-                boxes = data.get("boxes")
-                entities.append(Entity(
-                    int(data["start"]), int(data["end"]), str(data.get("text", "")), label,
-                    schema.coarse_of[label],
-                    tuple(Box.from_sequence(b) for b in boxes) if boxes else None,
-                ))
-            except (KeyError, TypeError, ValueError) as err:
-                log.report(f"malformed gold entity ({err})", "skipped entity", path=path,
-                           line=number, post_id=str(record["id"]))
-        size = record.get("image_size")
-        posts.append(Post(str(record["id"]), list(record.get("tokens", [])), entities,
-                          image_size=tuple(size) if size else None))
+                if not isinstance(raw, dict):
+                    raise ValueError(f"an entity must be a JSON object, got {type(raw).__name__}")
+                gold = GoldEntityRecord.model_validate(raw, context={"n_tokens": len(tokens), "schema": schema})
+            except ValidationError as err:
+                message = problem(err)
+            except ValueError as err:
+                message = str(err)
+            else:
+                entities.append(gold.to_entity(schema))
+                continue
+            log.report(f"malformed gold entity #{index}: {message}", "skipped entity", path=path,
+                       line=number, post_id=record.id)
+        size = record.image_size
+        posts.append(Post(record.id, tokens, entities, image_size=(size[0], size[1]) if size else None))
     return posts
 
 
 def read_knowledge(path: str | Path, log: IssueLog | None = None) -> dict[str, tuple[str, str]]:
     """Post id -> (knowledge, caption) from a knowledge JSONL(.gz) `{"id", "knowledge", "caption"}`.
-    A line without an id is reported (file and line) and skipped."""
+    A line without a usable id or with a non-text field is reported (file and line) and skipped."""
     path, log = Path(path), (log if log is not None else IssueLog())
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such knowledge file")
     knowledge: dict[str, tuple[str, str]] = {}
     for number, data in _json_lines(path, log):
-        if "id" not in data:
-            log.report('a knowledge record needs an "id"', "skipped line", path=path, line=number)
+        try:
+            record = KnowledgeRecord.model_validate(data)
+        except ValidationError as err:
+            log.report(problem(err), "skipped line", path=path, line=number, post_id=readable_id(data))
             continue
-        knowledge[str(data["id"])] = (str(data.get("knowledge") or ""), str(data.get("caption") or ""))
+        knowledge[record.id] = (record.knowledge or "", record.caption or "")
     return knowledge
 
 

@@ -19,8 +19,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .conll import numbered_lines
+from pydantic import ValidationError
+
+from .conll import raw_lines
 from .issues import IssueLog
+from .records import BoxesRecord, parse_json_line, problem
 from .types import Box
 
 
@@ -52,7 +55,7 @@ def _int_or_none(node: ET.Element | None) -> int | None:
         return None
     try:
         return int(float(node.text))
-    except ValueError:
+    except (ValueError, OverflowError):  # "abc", "nan", "1e400"
         return None
 
 
@@ -96,26 +99,25 @@ def read_voc_folder(folder: str | Path, log: IssueLog) -> dict[str, ImageAnnotat
 
 
 def read_boxes_jsonl(path: str | Path, log: IssueLog) -> dict[str, ImageAnnotation]:
+    """Annotations by post id; a line that is not a valid record (`records.BoxesRecord`) is reported
+    with file and line and ignored."""
     annotations = {}
-    for number, line in numbered_lines(path):
-        if line is None or not line.strip():
-            if line is None:
-                log.report("not valid UTF-8", "ignored line", path=path, line=number)
+    for number, raw in enumerate(raw_lines(path), start=1):
+        line = parse_json_line(number, raw)
+        if line is None:
+            continue
+        if line.data is None:
+            log.report(line.problem or "unusable line", "ignored line", path=path, line=number, post_id=line.id)
             continue
         try:
-            data = json.loads(line)
-            annotation = ImageAnnotation(
-                id=str(data["id"]),
-                width=data.get("width"),
-                height=data.get("height"),
-                depth=data.get("depth"),
-                objects=[(str(name), Box.from_sequence(box)) for name, box in data["objects"]],
-                source=f"{path}:{number}",
-            )
-        except (ValueError, KeyError, TypeError) as err:
-            log.report(f"malformed box record ({err})", "ignored line", path=path, line=number)
+            record = BoxesRecord.model_validate(line.data)
+        except ValidationError as err:
+            log.report(f"malformed box record: {problem(err)}", "ignored line", path=path, line=number)
             continue
-        annotations[annotation.id] = annotation
+        annotations[record.id] = ImageAnnotation(
+            id=record.id, width=record.width, height=record.height, depth=record.depth,
+            objects=[(name, Box(*values)) for name, values in record.objects], source=f"{path}:{number}",
+        )
     return annotations
 
 
