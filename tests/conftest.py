@@ -50,3 +50,11 @@ def tiny_causal_lm(tmp_path_factory: pytest.TempPathFactory) -> str:
 def tiny_chat_lm(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A tiny random Llama with a ChatML template (prompts are chat turns)."""
     return str(build_tiny_causal_lm(tmp_path_factory.mktemp("tiny-chat-lm"), chat_template=TINY_CHATML_TEMPLATE))
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A trained tiny recogniser, a tiny ITM and a tiny LM (`gemner.pipeline.testing`), built once per run."""
+    from gemner.pipeline.testing import build_tiny_pipeline_models
+
+    return build_tiny_pipeline_models(tmp_path_factory.mktemp("tiny-pipeline"))

@@ -14,39 +14,22 @@ from typer.testing import CliRunner
 from gemner.cli.main import app
 from gemner.data import Post
 from gemner.data.userio import read_prediction_records
-from gemner.ground.tiny import build_tiny_itm, save_tiny_itm
-from gemner.pipeline.config import PipelineConfig, load_config, with_changes
+from gemner.pipeline.config import PipelineConfig, load_config
 from gemner.pipeline.gem import GEM
 from gemner.pipeline.predict import predict_to_file
-from gemner.recognize.config import RecognizerConfig
-from gemner.recognize.testing import TINY_ENTITIES, TINY_SCHEMA, TINY_WORDS, synthetic_posts
-from gemner.recognize.train import train_recognizer
+from gemner.pipeline.testing import tiny_pipeline_config
+from gemner.recognize.testing import synthetic_posts
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory, wide_encoder_dir, tiny_causal_lm) -> dict[str, str]:
-    root = tmp_path_factory.mktemp("models")
-    encoder = wide_encoder_dir
-    config = RecognizerConfig(encoder=str(encoder), lr=3e-3, head_lr=1e-2, batch_size=16, epochs=3, warmup_ratio=0.1)
-    train_recognizer(config, TINY_SCHEMA, synthetic_posts(240, seed=1), synthetic_posts(40, seed=2, prefix="d"),
-                     root / "recognizer", progress=False, log=lambda _m: None)
-    names = [n for ns in TINY_ENTITIES.values() for name in ns for n in name.split()]
-    itm = save_tiny_itm(*build_tiny_itm([*TINY_WORDS, *names, *TINY_SCHEMA.labels]), root / "itm")
-    return {"recognizer": str(root / "recognizer"), "reranker": tiny_causal_lm,
-            "itm": str(itm)}
+def models(tiny_pipeline_models) -> dict[str, str]:
+    return tiny_pipeline_models
 
 
 def _config(models: dict[str, str], **changes) -> PipelineConfig:
-    base = PipelineConfig.model_validate({
-        "name": "tiny",
-        "knowledge": {"enabled": False},
-        "recognizer": {"model": models["recognizer"]},
-        "rerank": {"model": models["reranker"], "gamma": 0.0, "k": 3},
-        "ground": {"itm_model": models["itm"], "segmenter": "region", "threshold": 0.0},
-    })
-    return with_changes(base, changes) if changes else base
+    return tiny_pipeline_config(models, **changes)
 
 
 def _posts(tmp_path: Path, n: int = 6) -> list[Post]:

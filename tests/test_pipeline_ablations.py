@@ -7,33 +7,22 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from PIL import Image
 from typer.testing import CliRunner
 
 from gemner.cli.main import app
 from gemner.data.userio import read_prediction_records
-from gemner.ground.tiny import build_tiny_itm, save_tiny_itm
 from gemner.pipeline.config import ABLATIONS, SWITCH_ABLATIONS, PipelineConfig, apply_ablations
-from gemner.recognize.config import RecognizerConfig
-from gemner.recognize.testing import TINY_ENTITIES, TINY_SCHEMA, TINY_WORDS, make_tiny_encoder, synthetic_posts
-from gemner.recognize.train import train_recognizer
-from gemner.rerank.tiny import build_tiny_causal_lm
+from gemner.pipeline.testing import tiny_pipeline_config
+from gemner.recognize.testing import synthetic_posts
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory) -> dict[str, Path]:
+def setup(tmp_path_factory, tiny_pipeline_models) -> dict[str, Path]:
     """A pipeline YAML with every stage on (a sample filter that lets nothing through), and posts."""
-    torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("ablations")
-    encoder = make_tiny_encoder(root / "encoder", hidden=48)
-    config = RecognizerConfig(encoder=str(encoder), lr=3e-3, head_lr=1e-2, batch_size=16, epochs=3, warmup_ratio=0.1)
-    train_recognizer(config, TINY_SCHEMA, synthetic_posts(240, seed=1), synthetic_posts(40, seed=2, prefix="d"),
-                     root / "recognizer", progress=False, log=lambda _m: None)
-    names = [n for ns in TINY_ENTITIES.values() for name in ns for n in name.split()]
-    itm = save_tiny_itm(*build_tiny_itm([*TINY_WORDS, *names, *TINY_SCHEMA.labels]), root / "itm")
     posts = synthetic_posts(4, seed=7, prefix="t")
     lines, knowledge = [], []
     for i, post in enumerate(posts):
@@ -42,14 +31,9 @@ def setup(tmp_path_factory) -> dict[str, Path]:
         knowledge.append(json.dumps({"id": post.id, "knowledge": "a tweet about people and places"}))
     (root / "posts.jsonl").write_text("\n".join(lines) + "\n")
     (root / "knowledge.jsonl").write_text("\n".join(knowledge) + "\n")
-    pipeline = PipelineConfig.model_validate({
-        "name": "tiny",
-        "knowledge": {"file": str(root / "knowledge.jsonl")},
-        "recognizer": {"model": str(root / "recognizer")},
-        # gamma far above any entropy: with the filter on, no entity is reranked
-        "rerank": {"model": str(build_tiny_causal_lm(root / "lm")), "gamma": 100.0, "k": 3},
-        "ground": {"itm_model": str(itm), "segmenter": "region", "threshold": 0.0},
-    })
+    # gamma far above any entropy: with the filter on, no entity is reranked
+    knowledge_stage = {"enabled": True, "file": str(root / "knowledge.jsonl")}
+    pipeline = tiny_pipeline_config(tiny_pipeline_models, knowledge=knowledge_stage, rerank={"gamma": 100.0})
     (root / "tiny.yaml").write_text(pipeline.to_yaml())
     return {"root": root, "config": root / "tiny.yaml", "posts": root / "posts.jsonl"}
 

@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 from PIL import Image
 from typer.testing import CliRunner
@@ -18,39 +17,21 @@ from gemner.data.limits import RERANK_CONTEXT_WORDS
 from gemner.data.userio import read_prediction_records
 from gemner.data.writer import PredictionWriter
 from gemner.ground.itm import itm_text
-from gemner.ground.tiny import build_tiny_itm, save_tiny_itm
 from gemner.knowledge.prompt import render_query
-from gemner.pipeline.config import PipelineConfig
 from gemner.pipeline.gem import GEM
 from gemner.pipeline.predict import predict_to_file
-from gemner.recognize.config import RecognizerConfig
-from gemner.recognize.testing import TINY_ENTITIES, TINY_SCHEMA, TINY_WORDS, make_tiny_encoder, synthetic_posts
-from gemner.recognize.train import train_recognizer
+from gemner.pipeline.testing import tiny_pipeline_config
+from gemner.recognize.testing import synthetic_posts
 from gemner.rerank.prompt import query_text, windowed_query
-from gemner.rerank.tiny import build_tiny_causal_lm
 from imagefiles import blank_png
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def config_file(tmp_path_factory) -> Path:
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("models")
-    encoder = make_tiny_encoder(root / "encoder", hidden=32)
-    config = RecognizerConfig(encoder=str(encoder), lr=3e-3, head_lr=1e-2, batch_size=16, epochs=2, warmup_ratio=0.1)
-    train_recognizer(config, TINY_SCHEMA, synthetic_posts(160, seed=1), synthetic_posts(20, seed=2, prefix="d"),
-                     root / "recognizer", progress=False, log=lambda _m: None)
-    names = [n for ns in TINY_ENTITIES.values() for name in ns for n in name.split()]
-    itm = save_tiny_itm(*build_tiny_itm([*TINY_WORDS, *names, *TINY_SCHEMA.labels]), root / "itm")
-    pipeline = PipelineConfig.model_validate({
-        "name": "tiny", "knowledge": {"enabled": False},
-        "recognizer": {"model": str(root / "recognizer")},
-        "rerank": {"model": str(build_tiny_causal_lm(root / "lm")), "gamma": 0.0, "k": 3},
-        "ground": {"itm_model": str(itm), "segmenter": "region", "threshold": 0.0},
-    })
-    path = root / "tiny.yaml"
-    path.write_text(pipeline.to_yaml())
+def config_file(tmp_path_factory, tiny_pipeline_models) -> Path:
+    path = tmp_path_factory.mktemp("hostile") / "tiny.yaml"
+    path.write_text(tiny_pipeline_config(tiny_pipeline_models).to_yaml())
     return path
 
 
