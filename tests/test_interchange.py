@@ -158,6 +158,9 @@ def _studio_export(tmp_path: Path) -> Path:
         {"id": 10, "data": {"text": "Obama met Merkel"}, "annotations": [{"result": [
             {"id": "p", "type": "labels", "value": {"start": 0, "end": 3, "text": "Oba", "labels": ["politician"]}},
         ]}]},
+        # the JSON-MIN export's shape
+        {"id": 11, "text": "Merkel in Berlin",
+         "label": [{"start": 10, "end": 16, "text": "Berlin", "labels": ["city"]}]},
     ]
     path = tmp_path / "export.json"
     path.write_text(json.dumps(tasks, ensure_ascii=False), encoding="utf-8")
@@ -167,9 +170,10 @@ def _studio_export(tmp_path: Path) -> Path:
 def test_import_label_studio_export_repairs_offsets_links_boxes_and_reports_the_rest(tmp_path):
     log = IssueLog()
     counts, schema = import_annotations(_studio_export(tmp_path), tmp_path / "gold.jsonl", log=log)
-    assert (counts.posts, counts.entities, counts.boxes) == (2, 3, 1)
+    assert (counts.posts, counts.entities, counts.boxes) == (3, 4, 1)
     assert schema["labels"] == ["city", "politician"] and schema["labels"] == schema["coarse_labels"]
-    first, second = (json.loads(line) for line in (tmp_path / "gold.jsonl").read_text().splitlines())
+    first, second, third = (json.loads(line) for line in (tmp_path / "gold.jsonl").read_text().splitlines())
+    assert (third["id"], third["entities"][0]["text"], third["entities"][0]["start"]) == ("11", "Berlin", 2)
     assert first["id"] == "7" and first["tokens"][:3] == ["Ted", "Cruz", "😀"]
     ted, houston = first["entities"]
     assert (ted["text"], ted["type"], ted["boxes"]) == ("Ted Cruz", "politician", [[100, 100, 300, 150]])

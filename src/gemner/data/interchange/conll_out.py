@@ -62,7 +62,7 @@ def write_conll_post(handle: IO[str], record: Mapping[str, Any], two_levels: boo
     entities = non_overlapping(record.get("entities", []), len(tokens), where=where, post_id=record["id"], log=log)
     counts.skipped_entities += len(record.get("entities", [])) - len(entities)
     coarse, main = bio_columns(len(tokens), entities)
-    handle.write(f"IMGID:{record['id']}\n")
+    handle.write(f"IMGID:{_WHITESPACE.sub(' ', str(record['id'])).strip()}\n")  # a line break would end the id
     for i, token in enumerate(cleaned):
         handle.write(f"{token}\t{coarse[i]}\t{main[i]}\n" if two_levels else f"{token}\t{main[i]}\n")
     handle.write("\n")

@@ -1,12 +1,11 @@
 """Label Studio JSON export -> annotated posts (training data).
 
-Reads the JSON export (a list of tasks). Per task: the text is `data.text`, the post id `data.post_id`
-(written by `gemner export --to label-studio`), else the task's `id`; the image `data.image`; the
-tokens `data.tokens` when they tile the text, else `tokenize_tweet(text)`; each label's coarse label
-from `data.coarse_of` (else the label itself). The
-annotation used is the one marked ground truth, else the last one not cancelled; with
-`use_predictions`, a task without one falls back on its first prediction. Every problem is reported
-with the file and task number, and the rest goes on:
+Reads the JSON export (a list of tasks; the JSON-MIN export too). Per task: the text is `data.text`,
+the post id `data.post_id` (written by `gemner export --to label-studio`), else the task's `id`; the
+image `data.image`; the tokens `data.tokens` when they tile the text, else `tokenize_tweet(text)`; each
+label's coarse label from `data.coarse_of` (else the label itself). The annotation used is the one
+marked ground truth, else the last one not cancelled; with `use_predictions`, a task without one falls
+back on its first prediction. Every problem is reported with the file and task number, and the rest goes on:
 
 * a `labels` span whose `start`/`end` do not select its `text` (Label Studio versions that counted
   emoji as two characters) is moved to the nearest place where that text is, or left out;
@@ -40,6 +39,16 @@ def read_tasks(path: str | Path) -> list[Any]:
         raise DataError(f"{path}: not a Label Studio JSON export ({err})") from None
     tasks = data if isinstance(data, list) else [data]
     return tasks
+
+
+def from_min_json(task: Mapping[str, Any]) -> dict[str, Any]:
+    """A task of Label Studio's JSON-MIN export (`{"id", "text", "label": [{"start", "end", "text",
+    "labels"}], ...}`) in the full export's shape."""
+    spans = task.get("label") if isinstance(task.get("label"), list) else []
+    result = [{"id": f"s{i}", "type": "labels", "value": span}
+              for i, span in enumerate(spans) if isinstance(span, dict)]
+    data = {k: v for k, v in task.items() if k != "label"}
+    return {"id": task.get("id"), "data": data, "annotations": [{"result": result}]}
 
 
 def chosen_result(task: Mapping[str, Any], use_predictions: bool) -> list[Any] | None:
@@ -109,6 +118,8 @@ def task_record(task: Any, number: int, *, path: str, log: IssueLog, use_predict
                 ) -> dict[str, Any] | None:
     """The gold JSONL record of one task, or None (reported) when it has no usable text or annotation."""
     where = f"{path} task #{number}"
+    if isinstance(task, dict) and "data" not in task and "text" in task:
+        task = from_min_json(task)
     data = task.get("data") if isinstance(task, dict) else None
     text = data.get("text") if isinstance(data, dict) else None
     post_id = (data or {}).get("post_id") or (task.get("id") if isinstance(task, dict) else None) or f"task{number}"
