@@ -3,11 +3,13 @@ CoNLL files -> gold JSONL for `gemner train recognizer --train`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from ..data.issues import DataIssue
 from .app import app
 from .console import err as console
 from .errors import friendly_errors
@@ -18,7 +20,8 @@ LabelsOpt = Annotated[str | None, typer.Option(
          "or a fixed label set (YAML/JSON list, {coarse: [fine, ...]} or a labels.json).")]
 
 
-def _show_issues(issues) -> None:
+def show_issues(issues: Sequence[DataIssue]) -> None:
+    """The first problems found in the input, one line each, and how many more."""
     for issue in issues[:SHOWN_ISSUES]:
         console.print(f"[yellow]warning:[/] {issue}", highlight=False)
     if len(issues) > SHOWN_ISSUES:
@@ -43,7 +46,7 @@ def export_cmd(
         raise typer.BadParameter(f"unknown format {to!r}; choose one of {', '.join(EXPORT_FORMATS)}")
     log = IssueLog()
     counts = export_predictions(predictions, to, output, image_url=image_url, log=log)
-    _show_issues(log.issues)
+    show_issues(log.issues)
     extra = f"; labeling configuration {config_path(output)}" if to == "label-studio" else ""
     console.print(f"wrote {output}: {counts.summary()}{extra}", highlight=False)
 
@@ -68,7 +71,7 @@ def import_cmd(
     log = IssueLog()
     counts, schema = import_annotations(source, output, kind=source_format, labels=labels,
                                         use_predictions=use_predictions, log=log)
-    _show_issues(log.issues)
+    show_issues(log.issues)
     levels = f"{len(schema['coarse_labels'])} coarse / {len(schema['labels'])} fine labels" \
         if schema["labels"] != schema["coarse_labels"] else f"{len(schema['labels'])} labels"
     console.print(f"wrote {output}: {counts.summary()}; {levels}", highlight=False)

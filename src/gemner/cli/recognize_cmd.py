@@ -10,6 +10,7 @@ import typer
 from .app import TrustRemoteCodeOpt, app, train_app
 from .console import err as console
 from .errors import friendly_errors
+from .export_cmd import show_issues
 
 HEADS = ("crf", "softmax")
 
@@ -86,8 +87,8 @@ def train_recognizer_cmd(
     )
     variant = _variant(no_mgp, no_mga, head, lora_rank)
     data = training_data(dataset, train_file, dev_file, labels, max_train=max_train_posts, max_dev=max_dev_posts)
-    for issue in data.issues if train_file is not None else ():
-        console.print(f"[yellow]warning:[/] {issue}", highlight=False)
+    if train_file is not None:
+        show_issues(data.issues)
     output = output or Path("runs/recognizer") / "-".join(p for p in (data.name, preset, variant) if p)
     train, dev_posts, schema = data.train, data.dev, data.schema
     console.print(f"training recogniser on {data.name} ({len(train)} train / {len(dev_posts)} dev posts, "
