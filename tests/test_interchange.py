@@ -303,5 +303,5 @@ def test_cli_export_import_and_clear_errors(tmp_path):
 def test_spacy_export_without_spacy_is_one_clear_line(tmp_path, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "spacy", None)  # as if spaCy were not installed
     result = _run(["export", str(_predictions(tmp_path)), "--to", "spacy", "--output", str(tmp_path / "x.spacy")])
-    assert result.exit_code == 2 and "pip install 'gemner[interchange]'" in result.output
+    assert result.exit_code == 2 and "pip install 'spacy>=3.7,<4'" in result.output
     assert not (tmp_path / "x.spacy").exists()

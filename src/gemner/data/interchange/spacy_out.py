@@ -24,7 +24,9 @@ def import_spacy() -> Any:
     try:
         import spacy
     except ImportError:
-        raise DataError("export --to spacy needs spaCy: pip install 'gemner[interchange]'") from None
+        # no square brackets here: the command line prints errors as rich markup, which would eat "[interchange]"
+        raise DataError("export --to spacy needs spaCy: pip install 'spacy>=3.7,<4' (gemner's interchange extra)"
+                        ) from None
     return spacy
 
 
