@@ -294,6 +294,12 @@ def test_cli_export_import_and_clear_errors(tmp_path):
     assert result.exit_code == 0, result.output
     assert "2 posts, 3 entities, 1 boxes" in result.output and "2 coarse / 3 fine labels" in result.output
     assert "overlaps another" in result.output
+    result = _run(["export", str(preds), "--to", "conll", "--output", str(tmp_path / "p.txt")])
+    assert result.exit_code == 0, result.output
+    result = _run(["import", str(tmp_path / "p.txt"), "--labels", "coarse", "--output", str(tmp_path / "c.jsonl")])
+    assert result.exit_code == 0 and "2 posts, 3 entities, 0 boxes; 2 labels" in result.output, result.output
+    a, _ = (json.loads(line) for line in (tmp_path / "c.jsonl").read_text().splitlines())
+    assert [(e["text"], e["type"]) for e in a["entities"]] == [("Obama", "person"), ("New York", "location")]
     result = _run(["train", "recognizer", "--train", str(tmp_path / "g.jsonl")])
     assert result.exit_code == 2 and "--train and --dev go together" in result.output
     result = _run(["export", str(preds), "--to", "brat", "--output", str(tmp_path / "x")])
