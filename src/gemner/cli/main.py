@@ -7,6 +7,7 @@ from . import (  # noqa: F401  (each module registers its commands)
     config_cmd,
     data_cmd,
     evaluate_cmd,
+    export_cmd,
     gazetteer_cmd,
     ground_cmd,
     knowledge_cmd,

@@ -10,6 +10,7 @@ import typer
 from .app import TrustRemoteCodeOpt, app, train_app
 from .console import err as console
 from .errors import friendly_errors
+from .export_cmd import show_issues
 
 HEADS = ("crf", "softmax")
 
@@ -24,6 +25,11 @@ def _variant(no_mgp: bool, no_mga: bool, head: str | None, lora_rank: int | None
 @friendly_errors
 def train_recognizer_cmd(
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="fmnerg | gmner | gmner-v2")] = "fmnerg",
+    train_file: Annotated[Path | None, typer.Option(
+        "--train", help="Your own training file (CoNLL, gold JSONL or Label Studio .json); needs --dev.")] = None,
+    dev_file: Annotated[Path | None, typer.Option("--dev", help="Your own dev file (same formats).")] = None,
+    labels: Annotated[str | None, typer.Option(help="With --train: coarse | fine | FILE (default: the "
+                                               "label set of your files, two levels when they have two).")] = None,
     preset: Annotated[str, typer.Option(help="paper | lite (lite: MiniLM on CPU)")] = "lite",
     knowledge: Annotated[Path | None, typer.Option(help="Knowledge JSONL {id, knowledge} (absent: none).")] = None,
     output: Annotated[Path | None, typer.Option(help="Output folder (default: runs/recognizer/...).")] = None,
@@ -61,7 +67,7 @@ def train_recognizer_cmd(
     """Train the recogniser; the best-on-dev checkpoint goes to OUTPUT, the resumable state to OUTPUT/last."""
     import torch
 
-    from ..data import load_dataset
+    from ..data.interchange import training_data
     from ..recognize.config import PRESETS
     from ..recognize.config import preset as make_preset
     from ..recognize.predict import read_knowledge
@@ -80,15 +86,17 @@ def train_recognizer_cmd(
         length_buckets=length_buckets, seed=seed, mgp=False if no_mgp else None, mga=False if no_mga else None,
     )
     variant = _variant(no_mgp, no_mga, head, lora_rank)
-    output = output or Path("runs/recognizer") / "-".join(p for p in (dataset, preset, variant) if p)
-    train = load_dataset(dataset, "train").posts[:max_train_posts]
-    dev = load_dataset(dataset, "dev")
-    dev_posts = dev.posts[:max_dev_posts]
-    console.print(f"training recogniser on {dataset} ({len(train)} train / {len(dev_posts)} dev posts) -> {output}")
+    data = training_data(dataset, train_file, dev_file, labels, max_train=max_train_posts, max_dev=max_dev_posts)
+    if train_file is not None:
+        show_issues(data.issues)
+    output = output or Path("runs/recognizer") / "-".join(p for p in (data.name, preset, variant) if p)
+    train, dev_posts, schema = data.train, data.dev, data.schema
+    console.print(f"training recogniser on {data.name} ({len(train)} train / {len(dev_posts)} dev posts, "
+                  f"{len(schema.labels)} labels) -> {output}", highlight=False)
     console.print(f"[dim]{config.describe()}[/]", highlight=False)
-    if not dev.schema.hierarchical:
-        console.print(f"{dataset} has one label granularity: one path + {config.head} (MGP and MGA off)")
-    result = train_recognizer(config, dev.schema, train, dev_posts, output,
+    if not schema.hierarchical:
+        console.print(f"{data.name} has one label granularity: one path + {config.head} (MGP and MGA off)")
+    result = train_recognizer(config, schema, train, dev_posts, output,
                               knowledge=read_knowledge(knowledge), resume=resume, progress=progress, device=device,
                               log=lambda message: console.print(message, highlight=False),
                               trust_remote_code=trust_remote_code)
