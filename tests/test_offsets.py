@@ -113,3 +113,12 @@ def test_a_read_back_entity_keeps_its_offsets() -> None:
     record = prediction_record(post, entities)
     assert [e["text"] for e in record["entities"]] == ["@Ted_Cruz", "#Texas"]
     assert [PredictedEntity.from_json(e, raw=record["text"]) for e in record["entities"]] == entities
+
+
+def test_grounding_a_predictions_file_queries_the_tokens_the_models_read() -> None:
+    from gemner.ground.batch import _model_text
+
+    post = Post.from_text("p", "@Ted_Cruz speaks")
+    record = prediction_record(post, [_entity(1, 4)])
+    entity = PredictedEntity.from_json(record["entities"][0], raw=record["text"])
+    assert entity.text == "@Ted_Cruz" and _model_text(record, entity) == "Ted _ Cruz"
