@@ -61,7 +61,7 @@ def test_prediction_writer_resumes_after_a_crash_mid_line(tmp_path: Path) -> Non
     writer.write(prediction_record(Post("2", ["x"]), []))
     writer.close()
     predictions = read_predictions(path)
-    assert predictions == {"1": [entity], "2": []}
+    assert predictions == {"1": [post.locate(entity)], "2": []}  # written with its characters
     assert PredictionWriter(path, resume=False).done_ids == set() and not path.read_text()
 
 

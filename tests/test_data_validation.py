@@ -228,9 +228,9 @@ def test_prediction_record_leaves_out_an_entity_that_would_not_read_back(tmp_pat
     good = PredictedEntity(0, 2, "Ted Cruz", "PER", "PER", Box(1, 2, 3, 4), {"itm": 0.5})
     record = prediction_record(post, [good, PredictedEntity(0, 5, "x", "PER", "PER"),
                                       PredictedEntity(0, 1, "x", "PER", "PER", scores={"entropy": float("nan")})])
-    assert record["entities"] == [good.to_json()]
+    assert record["entities"] == [post.locate(good).to_json()]
     assert "entity #2 left out" in record["error"] and "entity #3 left out" in record["error"]
-    assert PredictedEntity.from_json(record["entities"][0]) == good
+    assert PredictedEntity.from_json(record["entities"][0]) == post.locate(good)
     with pytest.raises(ValueError, match="start < end"):
         PredictedEntity.from_json({"start": 1, "end": 1, "type": "PER"})
 

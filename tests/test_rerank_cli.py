@@ -95,8 +95,9 @@ def test_rerank_filters_by_entropy_and_keeps_everything_else(trained, tmp_path):
             assert record["candidates"] == top5 and record["choice"] in top5 and len(record["logprobs"]) == 5
             assert record["from"] == before["type"] and after["type"] == record["choice"]
             assert after["coarse"] == FMNERG_SCHEMA.coarse_of[after["type"]]
-            assert {k: v for k, v in after.items() if k not in ("type", "coarse", "scores")} == \
-                {k: v for k, v in before.items() if k not in ("type", "coarse", "scores")}
+            assert after["score"] == dict(map(tuple, before["scores"]["topk"]))[after["type"]]  # of the new type
+            assert {k: v for k, v in after.items() if k not in ("type", "coarse", "score", "scores")} == \
+                {k: v for k, v in before.items() if k not in ("type", "coarse", "score", "scores")}
             PredictedEntity.from_json(after)  # still the shared predictions format
     assert n_hard > 0
     assert "reranked" in result.output

@@ -19,7 +19,6 @@ from .options import BatchSizeOpt, MaxPostsOpt, RetryOpt, ThreadsOpt
 def _posts(dataset, split, input, text, image, images, max_posts):
     """(posts, log, rejected): `rejected` are the invalid input posts that name an id (`RejectedPost`)."""
     from ..data import IssueLog, Post, load_dataset
-    from ..data.tokenize import tokenize_tweet
     from ..data.userio import iter_posts
 
     sources = [s for s in (dataset, input, text) if s is not None]
@@ -27,7 +26,7 @@ def _posts(dataset, split, input, text, image, images, max_posts):
         raise typer.BadParameter("give exactly one of --input, --dataset (with --split) or --text")
     log, rejected = IssueLog(), []
     if text is not None:
-        posts = [Post("post", tokenize_tweet(text), image=image)]
+        posts = [Post.from_text("post", text, image=image)]
     elif dataset is not None:
         posts = load_dataset(dataset, split, images_dir=images).posts
     else:
@@ -78,6 +77,8 @@ def predict(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     retry_errors: RetryOpt = True,
     trust_remote_code: TrustRemoteCodeOpt = False,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N: every stage there; auto keeps the "
+                                        "config's devices (presets: CUDA when present, else CPU).")] = "auto",
 ) -> None:
     """Knowledge -> recogniser -> sample filter + reranker -> grounder, written as triples JSONL."""
     from ..pipeline.config import SWITCH_ABLATIONS, predict_config
@@ -91,7 +92,8 @@ def predict(
     switched_off = {"no-knowledge": not use_knowledge, "no-filter": not sample_filter, "no-rerank": not rerank,
                     "no-ground": not ground}
     pipeline = predict_config(config, recognizer=recognizer, knowledge=knowledge,
-                              ablations=[SWITCH_ABLATIONS[name] for name, off in switched_off.items() if off])
+                              ablations=[SWITCH_ABLATIONS[name] for name, off in switched_off.items() if off],
+                              device=device)
     posts, log, rejected = _posts(dataset, split, input, text, image, images, max_posts)
     if output is None and text is None:
         raise typer.BadParameter("--output is required (except for a single --text post)")

@@ -12,6 +12,7 @@ Limits (both configurable per call and through the environment):
   resizes further anyway (BLIP 384, SAM 1024, LLaVA 336-672 pixels), so the results do not change,
   and an image held in a batch costs at most `max_side`^2 x 3 bytes (12.6 MB at 2048).
 
+`load_image` takes a path, the bytes of an image file, or a PIL image, with the same limits.
 The returned image is RGB. Coordinates computed on it are in loaded pixels; `to_original` maps them
 back to the file's pixels (boxes and peaks are written in the file's pixels). Anything that makes an
 image unusable (missing, not an image, truncated, too large) raises `ImageError`, which callers turn
@@ -20,6 +21,7 @@ into a per-post error.
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from collections.abc import Sequence
@@ -54,32 +56,52 @@ def max_side() -> int:
     return _env_int("GEMNER_MAX_IMAGE_SIDE", DEFAULT_MAX_SIDE)
 
 
-def load_image(path: str | Path, *, limit_pixels: int | None = None, limit_side: int | None = None) -> Image.Image:
-    """Open, check, decode (downscaled to `limit_side`) and convert an image to RGB; `ImageError` if unusable."""
+def load_image(source: str | Path | bytes | Image.Image, *, limit_pixels: int | None = None,
+               limit_side: int | None = None) -> Image.Image:
+    """Open, check, decode (downscaled to `limit_side`) and convert an image to RGB; `ImageError` if unusable.
+
+    `source`: a file path, the bytes of an image file, or a PIL image (the caller's image is not
+    changed; the same pixel limit applies to it, and the result is a downscaled RGB copy)."""
     limit_pixels = max_pixels() if limit_pixels is None else limit_pixels
     limit_side = max_side() if limit_side is None else limit_side
-    path = Path(path)
-    if not path.is_file():
-        raise ImageError(f"image {path} not found")
+    if isinstance(source, Image.Image):
+        name, opener = "the given image", None
+    elif isinstance(source, bytes | bytearray | memoryview):
+        name, opener = f"the given image ({len(source):,} bytes)", lambda: io.BytesIO(bytes(source))
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ImageError(f"image {path} not found")
+        name, opener = f"image {path}", lambda: path
     try:
+        if opener is None:
+            return _decoded(source, name, limit_pixels, limit_side, opened=False)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit is checked below
-            with Image.open(path) as image:
-                size = image.size
-                if size[0] * size[1] > limit_pixels:
-                    raise ImageError(f"image {path} is {size[0]}x{size[1]} pixels, over the limit of "
-                                     f"{limit_pixels:,} (GEMNER_MAX_IMAGE_PIXELS)")
-                image.draft("RGB", (limit_side, limit_side))  # JPEG decodes at 1/2, 1/4, 1/8 scale
-                image.load()
-                if max(image.size) > limit_side:
-                    image.thumbnail((limit_side, limit_side), Image.Resampling.LANCZOS)  # in place
-                rgb = image.convert("RGB")
+            with Image.open(opener()) as image:
+                return _decoded(image, name, limit_pixels, limit_side, opened=True)
     except ImageError:
         raise
     except Image.DecompressionBombError as err:  # Pillow's own ceiling, checked as it reads the header
-        raise ImageError(f"image {path} is over the limit of {limit_pixels:,} pixels ({err})") from None
+        raise ImageError(f"{name} is over the limit of {limit_pixels:,} pixels ({err})") from None
     except (OSError, SyntaxError, ValueError, MemoryError) as err:
-        raise ImageError(f"unreadable image {path} ({type(err).__name__}: {err})") from None
+        raise ImageError(f"unreadable {name} ({type(err).__name__}: {err})") from None
+
+
+def _decoded(image: Image.Image, name: str, limit_pixels: int, limit_side: int, *, opened: bool) -> Image.Image:
+    """The checks and decoding every source shares. `opened`: a lazily opened file (decoded here, in
+    place); else a caller's image, copied before it is resized."""
+    size = image.size
+    if size[0] * size[1] > limit_pixels:
+        raise ImageError(f"{name} is {size[0]}x{size[1]} pixels, over the limit of "
+                         f"{limit_pixels:,} (GEMNER_MAX_IMAGE_PIXELS)")
+    if opened:
+        image.draft("RGB", (limit_side, limit_side))  # JPEG decodes at 1/2, 1/4, 1/8 scale
+        image.load()
+    if max(image.size) > limit_side:
+        image = image if opened else image.copy()
+        image.thumbnail((limit_side, limit_side), Image.Resampling.LANCZOS)  # in place
+    rgb = image.convert("RGB")  # a new image even when `image` is RGB already
     rgb.info[ORIGINAL_SIZE] = size
     return rgb
 

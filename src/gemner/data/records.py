@@ -148,24 +148,49 @@ class PostRecord(BaseModel):
     image: Text | None = None
 
 
+def _check_chars(start: int | None, end: int | None, text: str, info: ValidationInfo) -> None:
+    """Character offsets come as a pair, 0 <= start_char < end_char <= len(raw), and the entity's
+    text is their slice of the post's raw string when the context has it (`raw`)."""
+    if start is None and end is None:
+        return
+    if start is None or end is None:
+        raise ValueError("start_char and end_char go together")
+    if start >= end:
+        raise ValueError(f"characters [{start}, {end}) are empty or inverted (needs start_char < end_char)")
+    raw: str | None = (info.context or {}).get("raw")
+    if raw is None:
+        return
+    if end > len(raw):
+        raise ValueError(f"characters [{start}, {end}) end past the post's {len(raw)} characters")
+    if text and raw[start:end] != text:
+        raise ValueError(f"text {_short(text)} is not the post's characters [{start}, {end}) "
+                         f"({_short(raw[start:end])})")
+
+
 class EntityRecord(BaseModel):
     """A predicted entity (`PredictedEntity.to_json()`). Validation context: `n_tokens` (the post's
-    token count, checks the span end) and `schema` (checks and canonicalises the type)."""
+    token count, checks the span end), `raw` (the string character offsets index: checks them and
+    that `text` is their slice) and `schema` (checks and canonicalises the type). `score` is derived
+    from `scores.topk` (`PredictedEntity.score`): checked to be a probability, not kept."""
 
     model_config = ConfigDict(extra="ignore")
 
     start: Index
     end: Index
+    start_char: Index | None = None
+    end_char: Index | None = None
     text: Text = ""
     type: Name
     coarse: Text | None = None
     box: BoxValues | None = None
     box_status: Literal["computed", "not_computed"] = "computed"
+    score: Annotated[Number, Field(ge=0.0, le=1.0)] | None = None
     scores: Scores = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> EntityRecord:
         _check_span(self.start, self.end, info)
+        _check_chars(self.start_char, self.end_char, self.text, info)
         if self.box is not None:
             _box(self.box)
         self.type = _known_type(self.type, info)
@@ -174,7 +199,7 @@ class EntityRecord(BaseModel):
     def to_entity(self) -> PredictedEntity:
         return PredictedEntity(self.start, self.end, self.text, self.type, self.coarse or self.type,
                                Box(*self.box) if self.box is not None else None, dict(self.scores),
-                               self.box_status)
+                               self.box_status, self.start_char, self.end_char)
 
 
 class GoldEntityRecord(BaseModel):
@@ -209,6 +234,7 @@ class FileRecord(BaseModel):
 
     id: PostId
     tokens: list[Text] | None = None
+    text: Text | None = None  # the raw text the entities' character offsets index, when not the joined tokens
     image: Text | None = None
     entities: list[Any] = Field(default_factory=list)
     error: Text | None = None
@@ -263,13 +289,22 @@ def _short(value: Any, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def check_entity(data: Any, *, n_tokens: int | None = None, schema: LabelSchema | None = None
-                 ) -> EntityRecord | str:
-    """The entity checked, or the message saying why it is invalid."""
+def offsets_text(record: FileRecord) -> str | None:
+    """The string a record's character offsets index: its `text`, else its tokens joined by single
+    spaces; None when it has neither."""
+    if record.text is not None:
+        return record.text
+    return " ".join(record.tokens) if record.tokens is not None else None
+
+
+def check_entity(data: Any, *, n_tokens: int | None = None, schema: LabelSchema | None = None,
+                 raw: str | None = None) -> EntityRecord | str:
+    """The entity checked, or the message saying why it is invalid. `raw`: the string its character
+    offsets index (`offsets_text`), when known."""
     if not isinstance(data, dict):
         return f"an entity must be a JSON object, got {_short(data)}"
     try:
-        return EntityRecord.model_validate(data, context={"n_tokens": n_tokens, "schema": schema})
+        return EntityRecord.model_validate(data, context={"n_tokens": n_tokens, "schema": schema, "raw": raw})
     except ValidationError as err:
         return problem(err)
 

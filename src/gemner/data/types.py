@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -74,25 +74,67 @@ class Entity:
 
 @dataclass(slots=True)
 class Post:
-    """One post: tokens, optional image (path and size), and its gold entities (empty if unlabelled)."""
+    """One post: tokens, optional image (path and size), and its gold entities (empty if unlabelled).
+
+    A post made from raw text (`Post.from_text`) keeps that text in `raw_text` and each token's
+    characters in it in `char_spans`; a post given as tokens has neither, and its character offsets
+    then index the tokens joined by single spaces (`text`). `raw` is whichever string offsets index.
+    """
 
     id: str
     tokens: list[str]
     entities: list[Entity] = field(default_factory=list)
     image: Path | None = None
     image_size: tuple[int, int] | None = None  # (width, height)
+    raw_text: str | None = None
+    char_spans: list[tuple[int, int]] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.raw_text is None) != (self.char_spans is None):
+            raise ValueError("a post's raw_text and char_spans go together")
+        if self.char_spans is not None and len(self.char_spans) != len(self.tokens):
+            raise ValueError(f"{len(self.char_spans)} char spans for {len(self.tokens)} tokens")
+
+    @classmethod
+    def from_text(cls, post_id: str, text: str, image: Path | None = None) -> Post:
+        """A post of raw text, tokenised like the benchmark tweets, each token's characters kept."""
+        from .tokenize import tokenize_with_offsets
+
+        tokens, spans = tokenize_with_offsets(text)
+        return cls(post_id, tokens, image=image, raw_text=text, char_spans=spans)
 
     @property
     def text(self) -> str:
+        """The tokens joined by single spaces: the text the models read."""
         return " ".join(self.tokens)
+
+    @property
+    def raw(self) -> str:
+        """The string character offsets index: the raw text the post came from, else `text`."""
+        return self.raw_text if self.raw_text is not None else self.text
+
+    def char_span(self, start: int, end: int) -> tuple[int, int]:
+        """[start_char, end_char) in `raw` of the tokens [start, end) (`tokenize.entity_char_span`)."""
+        from .tokenize import entity_char_span, joined_spans
+
+        spans = self.char_spans if self.char_spans is not None else joined_spans(self.tokens)
+        return entity_char_span(self.raw, spans, start, end)
+
+    def locate(self, entity: PredictedEntity) -> PredictedEntity:
+        """The entity with its characters in `raw`: `start_char`, `end_char`, and `text` their slice."""
+        start_char, end_char = self.char_span(entity.start, entity.end)
+        return replace(entity, start_char=start_char, end_char=end_char, text=self.raw[start_char:end_char])
 
 
 @dataclass(slots=True)
 class PredictedEntity:
     """One predicted triple (span, type, box-or-None) with the evidence behind it.
 
-    `box_status` is "computed" when a grounder decided the box (None then means "not in the image")
-    and "not_computed" when no grounder ran, so a missing box is never mistaken for a decision.
+    `start`/`end` are token indices (what the scorer matches). `start_char`/`end_char`, once the
+    entity is located in its post (`Post.locate`), are characters of the post's `raw` string and
+    `text` is that slice. `box_status` is "computed" when a grounder decided the box (None then
+    means "not in the image") and "not_computed" when no grounder ran, so a missing box is never
+    mistaken for a decision.
     """
 
     start: int
@@ -103,30 +145,44 @@ class PredictedEntity:
     box: Box | None = None
     scores: dict[str, Any] = field(default_factory=dict)
     box_status: str = "computed"
+    start_char: int | None = None
+    end_char: int | None = None
 
     @property
     def span(self) -> tuple[int, int]:
         return (self.start, self.end)
 
+    @property
+    def score(self) -> float | None:
+        """The recogniser's probability of the entity's type (from `scores.topk`); after reranking,
+        of the type the reranker chose. None when the type is not among the recogniser's top k."""
+        for label, probability in self.scores.get("topk") or ():
+            if label == self.type:
+                return float(probability)
+        return None
+
     def to_json(self) -> dict[str, Any]:
+        located = {"start_char": self.start_char, "end_char": self.end_char} if self.start_char is not None else {}
         return {
             "start": self.start,
             "end": self.end,
+            **located,
             "text": self.text,
             "type": self.type,
             "coarse": self.coarse,
             "box": self.box.to_list() if self.box is not None else None,
             "box_status": self.box_status,
+            "score": self.score,
             "scores": self.scores,
         }
 
     @classmethod
-    def from_json(cls, data: Any, n_tokens: int | None = None) -> PredictedEntity:
+    def from_json(cls, data: Any, n_tokens: int | None = None, raw: str | None = None) -> PredictedEntity:
         """Read `to_json()` back through the one entity validator (`records.EntityRecord`); a ValueError
-        names what is wrong."""
+        names what is wrong. `raw`: the string the character offsets index, to check them."""
         from .records import check_entity
 
-        checked = check_entity(data, n_tokens=n_tokens)
+        checked = check_entity(data, n_tokens=n_tokens, raw=raw)
         if isinstance(checked, str):
             raise ValueError(checked)
         return checked.to_entity()

@@ -27,6 +27,7 @@ from .records import (
     GoldEntityRecord,
     KnowledgeRecord,
     check_entity,
+    offsets_text,
     problem,
     read_json_lines,
     readable_id,
@@ -58,13 +59,16 @@ def prediction_record(post: Post | str, entities: Sequence[PredictedEntity], err
     """The predictions JSONL line of a post. Each entity is checked by the validator the readers use;
     an invalid one (a span past the tokens, a NaN score, an inverted box) is left out and named in
     `error`, so that every written line reads back whole. A bare post id (an input line that could not
-    be read) gives a record with no tokens, meant to carry an `error`."""
+    be read) gives a record with no tokens, meant to carry an `error`. Each entity carries its
+    characters (`Post.locate`) in the post's raw text, written as `"text"` when the post has one,
+    else in its tokens joined by single spaces."""
     if isinstance(post, str):
         post = Post(post, [])
     kept, problems = [], []
     for index, entity in enumerate(entities, start=1):
-        data = entity.to_json()
-        checked = check_entity(data, n_tokens=len(post.tokens))
+        locatable = entity.start_char is None and 0 <= entity.start < entity.end <= len(post.tokens)
+        data = (post.locate(entity) if locatable else entity).to_json()  # a bad span: named by the check
+        checked = check_entity(data, n_tokens=len(post.tokens), raw=post.raw)
         if isinstance(checked, str):
             problems.append(f"entity #{index} left out: {checked}")
         else:
@@ -72,6 +76,7 @@ def prediction_record(post: Post | str, entities: Sequence[PredictedEntity], err
     record: dict[str, Any] = {
         "id": post.id,
         "tokens": post.tokens,
+        **({"text": post.raw_text} if post.raw_text is not None else {}),
         "image": str(post.image) if post.image is not None else None,
         "entities": kept,
     }
@@ -96,9 +101,10 @@ def _checked_entities(path: Path, log: IssueLog, schema: LabelSchema | None
                       ) -> Iterator[tuple[int, dict[str, Any], FileRecord, list[tuple[Any, EntityRecord]]]]:
     for number, data, record in _checked_records(path, log):
         n_tokens = len(record.tokens) if record.tokens is not None else None
+        text = offsets_text(record)
         entities = []
         for index, raw in enumerate(record.entities, start=1):
-            checked = check_entity(raw, n_tokens=n_tokens, schema=schema)
+            checked = check_entity(raw, n_tokens=n_tokens, schema=schema, raw=text)
             if isinstance(checked, str):
                 log.report(f"entity #{index}: {checked}", "skipped entity", path=path, line=number,
                            post_id=record.id)

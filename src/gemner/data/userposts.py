@@ -3,7 +3,8 @@
 Each line is checked once, by `records.PostRecord`. A line that is not a JSON object, has a field of
 the wrong type, or has neither text nor tokens is reported (file and line); when it names a usable id
 it is yielded as a `RejectedPost`, so the output still gets one record, with the error, for that id.
-The first record of an id wins; a repeat is reported with both line numbers and skipped.
+The first record of an id wins; a repeat is reported with both line numbers and skipped. A post
+given as raw `text` keeps it, so its entities carry offsets into the user's own string.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from pydantic import ValidationError
 
 from .issues import IssueLog
 from .records import JsonLine, PostRecord, problem, read_json_lines, readable_id
-from .tokenize import tokenize_tweet
 from .types import Post
 
 
@@ -45,15 +45,22 @@ def post_from_json(line: JsonLine, *, path: Path, images_dir: Path | None = None
     except ValidationError as err:
         post_id = readable_id(line.data)
         return RejectedPost(post_id, problem(err), str(path), line.number) if post_id is not None else problem(err)
-    tokens = record.tokens if record.tokens is not None else tokenize_tweet(record.text or "")
-    if not tokens:
+    post = post_from_record(record)
+    if not post.tokens:
         return RejectedPost(record.id, 'empty post: no "text" or "tokens"', str(path), line.number)
-    image_path = None
     if record.image:
-        image_path = Path(record.image)
-        if not image_path.is_absolute():
-            image_path = (images_dir or path.parent) / image_path
-    return Post(record.id, list(tokens), image=image_path)
+        post.image = Path(record.image)
+        if not post.image.is_absolute():
+            post.image = (images_dir or path.parent) / post.image
+    return post
+
+
+def post_from_record(record: PostRecord) -> Post:
+    """The post of a checked record, without its image: raw `text` tokenised with each token's
+    characters kept (`Post.from_text`); given `tokens` win over `text` and are taken as they are."""
+    if record.tokens is not None:
+        return Post(record.id, list(record.tokens))
+    return Post.from_text(record.id, record.text or "")
 
 
 def iter_posts(path: str | Path, images_dir: str | Path | None = None,

@@ -113,11 +113,19 @@ def ground_predictions(grounder: Grounder, predictions: str | Path, output: str 
     return sink.counts, stats
 
 
+def _model_text(record: dict[str, Any], entity: PredictedEntity) -> str:
+    """The entity as the models read it (its tokens joined by spaces, as the pipeline queries it), not the
+    raw characters of `text` ("@Ted_Cruz"); `text` when the record has no tokens."""
+    tokens = record.get("tokens")
+    return " ".join(tokens[entity.start:entity.end]) if tokens else entity.text
+
+
 def _flush(grounder: Grounder, pending: list, sink: PredictionWriter, stats: GroundStats) -> None:
     """Ground the pending posts that have an image in one batch; write all pending posts in order."""
     field = grounder.config.category_field
     ready = [(record, image) for record, image in pending if image is not None]
-    queries = [[Query(e.text, _category(e, field)) for e in record["entities"]] for record, _ in ready]
+    queries = [[Query(_model_text(record, e), _category(e, field)) for e in record["entities"]]
+               for record, _ in ready]
     results = grounder.ground([image for _, image in ready], queries) if ready else []
     for (record, image), groundings in zip(ready, results, strict=True):
         for entity, grounding in zip(record["entities"], groundings, strict=True):

@@ -47,7 +47,7 @@ def train_grounder_checkpoint(dataset: str, images: str | Path, output: str | Pa
     threshold on dev when asked, and save the checkpoint; returns its `grounder.json` settings.
     Unreadable images are reported to `issues` and skipped."""
     from ..data import load_dataset
-    from .config import resolve_device
+    from ..devices import resolve_device
     from .itm import EntityImageMatcher
     from .train import examples_from_posts, match_probabilities, train_matcher, tune_threshold
 

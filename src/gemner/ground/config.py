@@ -56,14 +56,6 @@ def preset(name: str, **overrides) -> GrounderConfig:
     return PRESETS[name].model_copy(update={k: v for k, v in overrides.items() if v is not None})
 
 
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
 def torch_dtype(name: str):
     import torch
 

@@ -17,7 +17,8 @@ import torch
 from PIL import Image
 
 from ..data.types import Box
-from .config import SETTINGS_FILE, GrounderConfig, resolve_device, torch_dtype
+from ..devices import resolve_device
+from .config import SETTINGS_FILE, GrounderConfig, torch_dtype
 from .itm import EntityImageMatcher, itm_text
 from .segment import Segmenter
 from .segmenters import build_segmenter

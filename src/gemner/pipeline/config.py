@@ -10,18 +10,22 @@ from __future__ import annotations
 from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from ..data.issues import DataError
+from ..devices import DEVICE_NAMES, check_device_name, resolve_device
 from ..ground.config import GrounderConfig
 from ..knowledge.builder import LLMSettings
 from ..paths import models_dir
 from ..rerank.config import RerankSettings
 
 PRESET_NAMES = ("lite", "lite-gmner", "paper")
+
+# A stage's device: checked by name when the configuration is read, resolved when the pipeline loads.
+Device = Annotated[str, AfterValidator(check_device_name), Field(description=DEVICE_NAMES)]
 
 
 class _Section(BaseModel):
@@ -43,7 +47,7 @@ class KnowledgeStage(_Section):
 class RecognizerStage(_Section):
     model: str = Field(..., description="recogniser checkpoint folder (`gemner train recognizer`)")
     batch_size: int = 32
-    device: str = "cpu"
+    device: Device = "auto"
 
 
 class RerankStage(RerankSettings):
@@ -52,12 +56,13 @@ class RerankStage(RerankSettings):
     enabled: bool = True
     model: str | None = Field(None, description="reranker folder (`gemner train reranker`)")
     sample_filter: bool = Field(True, description="off: rerank every entity (the paper's w/o-SF)")
-    device: str | None = None
+    device: Device | None = "auto"  # None: auto (older files)
 
 
 class GroundStage(GrounderConfig):
     model_config = ConfigDict(extra="forbid")
     enabled: bool = True
+    device: Device = "auto"
 
 
 class PipelineConfig(_Section):
@@ -112,6 +117,23 @@ def with_changes(config: PipelineConfig, changes: dict[str, Any]) -> PipelineCon
     return PipelineConfig.model_validate(_merge(config.model_dump(), changes))
 
 
+def with_device(config: PipelineConfig, device: str | None = "auto") -> PipelineConfig:
+    """`config` with every stage on `device`; `auto` (or None) keeps each stage's own setting (whose
+    own `auto` is resolved when the pipeline loads)."""
+    if device is None or check_device_name(device) == "auto":
+        return config
+    return with_changes(config, {stage: {"device": device} for stage in ("recognizer", "rerank", "ground")})
+
+
+def resolve_devices(config: PipelineConfig) -> PipelineConfig:
+    """`config` with each stage's device resolved (`gemner.devices.resolve_device`: `auto` becomes
+    `cuda` or `cpu`); a device this machine cannot use raises `DeviceError` before any model loads."""
+    return config.model_copy(update={
+        stage: getattr(config, stage).model_copy(update={"device": resolve_device(getattr(config, stage).device)})
+        for stage in ("recognizer", "rerank", "ground")
+    })
+
+
 def _expand(value: str | None) -> str | None:
     """`models:NAME` -> the shipped model folder; other strings unchanged (names, paths)."""
     if value and value.startswith("models:"):
@@ -159,10 +181,12 @@ def load_config(name_or_path: str | Path) -> PipelineConfig:
 
 
 def predict_config(config: str | Path | None = None, *, recognizer: str | Path | None = None,
-                   knowledge: str | Path | None = None, ablations: Iterable[str] = ()) -> PipelineConfig:
+                   knowledge: str | Path | None = None, ablations: Iterable[str] = (),
+                   device: str | None = "auto") -> PipelineConfig:
     """The configuration `gemner predict` runs: a preset or YAML (default `lite`) with the recogniser and
-    knowledge file given laid over it, then the ablations. A recogniser without a config runs alone (its
-    knowledge file, if any; no rerank, no grounding): how `gemner train recognizer` output is scored."""
+    knowledge file given laid over it, then the ablations, on `device` (`with_device`). A recogniser
+    without a config runs alone (its knowledge file, if any; no rerank, no grounding): how
+    `gemner train recognizer` output is scored."""
     if recognizer is not None and config is None:
         base = PipelineConfig(name="recognizer", recognizer=RecognizerStage(model=str(recognizer)),
                               rerank=RerankStage(enabled=False), ground=GroundStage(enabled=False))
@@ -173,7 +197,7 @@ def predict_config(config: str | Path | None = None, *, recognizer: str | Path |
         changes["recognizer"] = {"model": str(recognizer)}
     if knowledge is not None:
         changes["knowledge"] = {"file": str(knowledge)}
-    return apply_ablations(with_changes(base, changes) if changes else base, ablations)
+    return with_device(apply_ablations(with_changes(base, changes) if changes else base, ablations), device)
 
 
 def model_availability(config: PipelineConfig) -> dict[str, tuple[str, bool]]:

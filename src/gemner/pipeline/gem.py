@@ -2,9 +2,13 @@
 
     from gemner import GEM
     gem = GEM.from_pretrained("lite")            # a preset, a YAML file or a folder with gemner.yaml
-    triples = gem.predict("Ted Cruz speaks in #Texas", image="post.jpg")
-    for result in gem.predict_batch(posts):       # streams, batch by batch
+    result = gem("RT @Ted_Cruz: speaking in #Texas", image="post.jpg")
+    for entity in result.entities:               # text == raw[start_char:end_char]
+        print(entity.text, entity.start_char, entity.end_char, entity.type, entity.score)
+    for result in gem.pipe(texts, batch_size=16): # strings, dicts or Posts; streams, in input order
         ...
+
+docs/api.md describes the inputs, the output fields and the devices.
 """
 
 from __future__ import annotations
@@ -15,9 +19,9 @@ from typing import Any
 
 from ..data.images import ImageError, load_image
 from ..data.issues import IssueLog
-from ..data.tokenize import tokenize_tweet
 from ..data.types import Post, PredictedEntity
-from .config import PipelineConfig, load_config, with_changes
+from .config import PipelineConfig, load_config, resolve_devices, with_changes, with_device
+from .inputs import PostInput, to_input
 from .stages import GroundRunner, KnowledgeRunner, PostResult, RecognizerRunner, RerankRunner
 
 Triple = PredictedEntity  # (entity span and text, type, box-or-None) with its evidence in `scores`
@@ -26,9 +30,10 @@ Triple = PredictedEntity  # (entity span and text, type, box-or-None) with its e
 class GEM:
     def __init__(self, config: PipelineConfig, notify: Callable[[str], None] | None = None, *,
                  trust_remote_code: bool = False):
-        self.config = config
+        self.config = config = resolve_devices(config)  # a device this machine lacks: DeviceError, before loading
         self.notify = notify or (lambda message: None)
         self.log = IssueLog()
+        self._given_images: dict[str, Any] = {}  # post id -> image given in memory, until its batch loads it
         remote = {"trust_remote_code": trust_remote_code}  # the caller's choice; never the config file's
         self.knowledge = KnowledgeRunner(config.knowledge, self.notify, **remote)
         self.recognizer = RecognizerRunner(config.recognizer, **remote)
@@ -37,12 +42,17 @@ class GEM:
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path = "lite", changes: dict[str, Any] | None = None,
-                        notify: Callable[[str], None] | None = None, *, trust_remote_code: bool = False) -> GEM:
+                        notify: Callable[[str], None] | None = None, *, device: str | None = "auto",
+                        trust_remote_code: bool = False) -> GEM:
         """Load a pipeline: preset name (`lite`, `paper`), YAML file, or folder with `gemner.yaml`.
-        `changes` edits the configuration, e.g. `{"rerank": {"enabled": False}}`. `trust_remote_code`
-        lets the models' own Python code run; only pass True when you mean it."""
+        `changes` edits the configuration, e.g. `{"rerank": {"enabled": False}}`. `device`: `cpu`,
+        `cuda` or `cuda:N` puts every stage there; `auto` keeps each stage's configured device, whose
+        own `auto` (the presets' setting) is CUDA when torch sees a GPU, else the CPU. A CUDA device
+        that torch cannot use raises `gemner.devices.DeviceError`. `trust_remote_code` lets the
+        models' own Python code run; only pass True when you mean it."""
         config = load_config(name_or_path)
-        return cls(with_changes(config, changes) if changes else config, notify, trust_remote_code=trust_remote_code)
+        config = with_device(with_changes(config, changes) if changes else config, device)
+        return cls(config, notify, trust_remote_code=trust_remote_code)
 
     @property
     def schema(self):
@@ -55,27 +65,72 @@ class GEM:
     def _stages_of(self, post_id: str, stages: dict[str, str]) -> dict[str, str]:
         return {**stages, "knowledge": self.knowledge.post_state(post_id)}
 
-    def predict(self, text: str | Sequence[str], image: str | Path | None = None, post_id: str = "post"
-                ) -> list[Triple]:
-        """Triples of one post. `text` is raw (tokenised like the benchmark tweets) or a token list."""
-        tokens = tokenize_tweet(text) if isinstance(text, str) else list(text)
-        result = next(self.predict_batch([Post(post_id, tokens, image=Path(image) if image else None)]))
+    def __call__(self, post: Any, image: Any = None, *, keep_heatmaps: bool = False) -> PostResult:
+        """The result of one post: a raw string, a dict `{"id"?, "text" | "tokens", "image"?}` or a
+        `Post`; `image` a path, bytes or a PIL image. A post that fails has `error` set."""
+        return next(self._results([(to_input(post, 0, image), None)], 1, keep_heatmaps))[0]
+
+    def pipe(self, posts: Iterable[Any], batch_size: int = 16, *, as_tuples: bool = False,
+             keep_heatmaps: bool = False) -> Iterator[Any]:
+        """Stream a `PostResult` per post, `batch_size` posts at a time, in input order (like spaCy's
+        `nlp.pipe`). Each item is what `GEM(...)` takes; a string or a dict without an id gets its
+        position as id. With `as_tuples`, items are `(post, context)` and `(result, context)` come out.
+        An item that is no post, repeats an id, or fails gets its `error`; the others go on."""
+        inputs = self._inputs(posts, as_tuples)
+        for result, context in self._results(inputs, batch_size, keep_heatmaps):
+            yield (result, context) if as_tuples else result
+
+    def predict(self, text: str | Sequence[str], image: Any = None, post_id: str = "post") -> list[Triple]:
+        """Triples of one post, raising ValueError if it fails. `text` is raw (tokenised like the
+        benchmark tweets, offsets into it kept) or a token list."""
+        post = Post.from_text(post_id, text) if isinstance(text, str) else Post(post_id, list(text))
+        result = self(post, image)
         if result.error:
             raise ValueError(f"post {post_id}: {result.error}")
         return result.entities
 
-    def predict_batch(self, posts: Iterable[Post], batch_size: int = 16, keep_heatmaps: bool = False
+    def predict_batch(self, posts: Iterable[Any], batch_size: int = 16, keep_heatmaps: bool = False
                       ) -> Iterator[PostResult]:
-        """Stream results, `batch_size` posts at a time, in input order. A post that fails gets its
-        `error` and the others go on."""
-        chunk: list[Post] = []
-        for post in posts:
-            chunk.append(post)
+        """`pipe` under its older name."""
+        return self.pipe(posts, batch_size, keep_heatmaps=keep_heatmaps)
+
+    def _inputs(self, items: Iterable[Any], as_tuples: bool) -> Iterator[tuple[PostInput, Any]]:
+        seen: set[str] = set()
+        for position, entry in enumerate(items):
+            item, context = entry if as_tuples else (entry, None)
+            given = to_input(item, position)
+            if given.error is None and given.post.id in seen:  # results, images and knowledge go by id
+                given.error = f"duplicate id {given.post.id!r} in the same stream; give each post its own id"
+            seen.add(given.post.id)
+            yield given, context
+
+    def _results(self, inputs: Iterable[tuple[PostInput, Any]], batch_size: int, keep_heatmaps: bool
+                 ) -> Iterator[tuple[PostResult, Any]]:
+        chunk: list[tuple[PostInput, Any]] = []
+        for entry in inputs:
+            chunk.append(entry)
             if len(chunk) == batch_size:
-                yield from self._run(chunk, keep_heatmaps)
+                yield from self._run_inputs(chunk, keep_heatmaps)
                 chunk = []
         if chunk:
-            yield from self._run(chunk, keep_heatmaps)
+            yield from self._run_inputs(chunk, keep_heatmaps)
+
+    def _run_inputs(self, chunk: list[tuple[PostInput, Any]], keep_heatmaps: bool) -> Iterator[tuple[PostResult, Any]]:
+        """Run the chunk's posts; results come back in input order, each entity located in its post's
+        raw text (`Post.locate`: `start_char`, `end_char`, and `text` their slice)."""
+        runnable = [given for given, _ in chunk if given.error is None]
+        self._given_images.update({given.post.id: given.image for given in runnable if given.image is not None})
+        try:
+            results = iter(self._run([given.post for given in runnable], keep_heatmaps) if runnable else [])
+        finally:
+            self._given_images.clear()
+        for given, context in chunk:
+            if given.error is not None:
+                yield PostResult(given.post, [], error=given.error), context
+                continue
+            result = next(results)
+            result.entities = [result.post.locate(entity) for entity in result.entities]
+            yield result, context
 
     def _load_images(self, posts: list[Post], visualize: bool) -> tuple[dict[str, Any], dict[str, str]]:
         """Each post's image decoded once, within the limits of `gemner.data.images`, for the stages
@@ -85,10 +140,11 @@ class GEM:
         images: dict[str, Any] = {}
         errors: dict[str, str] = {}
         for post in posts:
-            if not wanted or post.image is None:
+            source = self._given_images.get(post.id, post.image)
+            if not wanted or source is None:
                 continue
             try:
-                images[post.id] = load_image(post.image)
+                images[post.id] = load_image(source)
             except ImageError as err:
                 errors[post.id] = f"{err}; the image is not used"
         return images, errors

@@ -142,7 +142,7 @@ def _rerank_record(run: EntityReranker, record: dict[str, Any], where: str, log:
             entities.append(raw)
             continue
         new = run.rerank(entity, post, log)
-        entities.append(raw if new is None else {**raw, "type": new.type, "coarse": new.coarse,
+        entities.append(raw if new is None else {**raw, "type": new.type, "coarse": new.coarse, "score": new.score,
                                                  "scores": new.scores})
     return {**record, "entities": entities}
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..data.images import load_image
 from ..data.schema import LabelSchema
+from ..devices import resolve_device
 from ..hub import resolve
 from .config import RerankerConfig
 from .prompt import PLAIN_ANSWER_HEADER, PLAIN_QUERY_HEADER, RerankQuery, few_shot_examples, query_text
@@ -34,12 +35,6 @@ def is_reranker_folder(path: str | Path) -> bool:
 def model_kind(config: Any) -> str:
     """'vision' for image-text-to-text models (a vision tower in the config), else 'causal'."""
     return "vision" if getattr(config, "vision_config", None) is not None else "causal"
-
-
-def default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 class Reranker:
@@ -87,7 +82,7 @@ class Reranker:
         import torch
         from transformers import AutoConfig
 
-        device = device or default_device()
+        device = resolve_device(device)
         if dtype is None:
             dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
         pretrained = resolve(config.model, trust_remote_code=trust_remote_code)
