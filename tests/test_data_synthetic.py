@@ -14,6 +14,7 @@ from gemner.data import FMNERG_SCHEMA, SPLITS, load_upstream
 from gemner.data.drawing import COLOURS, SMALL_AREA_FRACTION
 from gemner.data.folders import load_split
 from gemner.data.images import load_image
+from gemner.data.issues import DataError
 from gemner.data.synthetic import IMAGE_SIDE, LOOKALIKE_FAMILIES, LOOKALIKE_NAMES, write_synthetic_benchmark
 from gemner.data.userio import prediction_record, read_knowledge
 from gemner.evaluation import gold_as_predictions
@@ -95,6 +96,12 @@ def test_same_seed_same_files(tmp_path):
             for name in ("txt/train.txt", "knowledge.jsonl", "images/syn_000003.jpg", "xml/syn_000003.xml")]
     assert all(same)
     assert (tmp_path / "a" / "txt/train.txt").read_bytes() != (tmp_path / "c" / "txt/train.txt").read_bytes()
+    write_synthetic_benchmark(tmp_path / "a", posts=6, seed=9)  # a smaller benchmark replaces the older one
+    assert len(list((tmp_path / "a" / "images").iterdir())) == 6
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    with pytest.raises(DataError, match="not empty"):
+        write_synthetic_benchmark(tmp_path / "mine", posts=6)
 
 
 def test_stats_and_gold_against_gold_through_the_cli(bench, tmp_path):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -31,6 +32,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 
 from .drawing import BRANDS, SHAPES, SMALL_AREA_FRACTION, background, finish, object_size, paint, place
+from .issues import DataError
 from .types import Box
 
 SPLIT_SHARES = (("train", 0.7), ("dev", 0.15), ("test", 0.15))
@@ -192,11 +194,21 @@ def _conll(post: SyntheticPost) -> str:
     return f"IMGID:{post.id}\n{rows}\n"
 
 
-def write_synthetic_benchmark(out: str | Path, *, posts: int = 300, seed: int = 0) -> SyntheticReport:
-    """Write the benchmark (`posts` in all, split 70/15/15) to `out`; the same seed gives the same files."""
-    out = Path(out)
+def _prepare(out: Path) -> None:
+    if out.exists() and any(out.iterdir()):
+        if not (out / "synthetic.json").is_file():
+            raise DataError(f"{out} is not empty and holds no synthetic benchmark; choose a new folder")
+        for sub in ("txt", "xml", "images"):
+            shutil.rmtree(out / sub, ignore_errors=True)
     for sub in ("txt", "xml", "images"):
         (out / sub).mkdir(parents=True, exist_ok=True)
+
+
+def write_synthetic_benchmark(out: str | Path, *, posts: int = 300, seed: int = 0) -> SyntheticReport:
+    """Write the benchmark (`posts` in all, split 70/15/15) to `out`; the same seed gives the same files.
+    `out` must be new, empty, or an earlier synthetic benchmark (then replaced, so no stale post stays)."""
+    out = Path(out)
+    _prepare(out)
     rng = random.Random(seed)
     counts: dict[str, int] = {}
     entities = drawn = small = lookalikes = 0
