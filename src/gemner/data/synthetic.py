@@ -10,7 +10,7 @@
 
 Every post holds entities of three kinds, so that each stage of GEM has something to do:
 
-* *text entities* (two per post): the fine type is decided by the words around the name ("senator
+* *text entities* (one or two per post): the fine type is decided by the words around the name ("senator
   Ana Reyes" vs "a novel by Ana Reyes"); never drawn, gold box None;
 * *logos* (half the posts): a brand drawn as a logo, often under 1/50 of the image; type decided by text;
 * *look-alikes* (half the posts): a name whose fine type the text cannot decide. "Orion" is a company,
@@ -30,6 +30,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 import numpy as np
+from PIL import Image
 
 from .drawing import BRANDS, SHAPES, SMALL_AREA_FRACTION, background, finish, object_size, paint, place
 from .issues import DataError
@@ -80,7 +81,7 @@ class SyntheticPost:
     tags: list[tuple[str, str]]  # (coarse BIO, fine BIO) per token
     entities: list[SyntheticEntity]
     caption: str
-    image: object = field(repr=False, default=None)
+    image: Image.Image = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ class SyntheticReport:
 
 def _split_sizes(posts: int) -> dict[str, int]:
     if posts < len(SPLIT_SHARES):
-        raise ValueError(f"a benchmark needs at least {len(SPLIT_SHARES)} posts (one per split), got {posts}")
+        raise DataError(f"a benchmark needs at least {len(SPLIT_SHARES)} posts (one per split), got {posts}")
     sizes = {split: max(1, round(share * posts)) for split, share in SPLIT_SHARES[1:]}
     return {"train": posts - sum(sizes.values()), **sizes}
 
@@ -123,7 +124,7 @@ def _clauses(rng: random.Random) -> list[tuple[str, str, str, str, str]]:
     return clauses
 
 
-def _draw(rng: random.Random, entities: list[SyntheticEntity]) -> tuple[object, list[SyntheticEntity], str]:
+def _draw(rng: random.Random, entities: list[SyntheticEntity]) -> tuple[Image.Image, list[SyntheticEntity], str]:
     """The post's image; the entities with the boxes of the drawn ones; the reference caption."""
     canvas = background(rng, IMAGE_SIDE)
     taken = np.zeros((IMAGE_SIDE, IMAGE_SIDE), dtype=bool)
