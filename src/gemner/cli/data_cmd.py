@@ -1,4 +1,4 @@
-"""`gemner data ...`: statistics, conversion of the upstream layout, validation of annotation files."""
+"""`gemner data ...`: statistics, conversion of the upstream layout, validation, a synthetic benchmark."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from .app import data_app
 from .console import out as console
 from .errors import friendly_errors
 
-DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help="gmner | gmner-v2 | fmnerg")]
+DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help="gmner | gmner-v2 | fmnerg, or an upstream "
+                                         "folder (txt/, xml/, images/, as `data synthetic` writes)")]
 
 
 @data_app.command("stats")
@@ -24,10 +25,11 @@ def stats(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the numbers as JSON here.")] = None,
 ) -> None:
     """Tweets, entities, groundable entities and boxes per split (the papers' Table 4 conventions)."""
-    from ..data import SPLITS, load_dataset
+    from ..data import SPLITS
+    from ..data.folders import load_split
     from ..data.stats import split_stats
 
-    numbers = {split: split_stats(load_dataset(dataset, split).posts) for split in SPLITS}
+    numbers = {split: split_stats(load_split(dataset, split).posts) for split in SPLITS}
     table = Table(title=f"{dataset}: statistics")
     table.add_column("split")
     for column in ("tweets", "entities", "groundable", "boxes"):
@@ -83,3 +85,20 @@ def validate(
     console.print(f"{len(dataset.posts)} posts, {n_entities} entities kept; {len(dataset.issues)} issues")
     if dataset.issues:
         raise typer.Exit(1)
+
+
+@data_app.command("synthetic")
+@friendly_errors
+def synthetic(
+    out: Annotated[Path, typer.Option(help="Folder for txt/, xml/, images/ and knowledge.jsonl.")],
+    posts: Annotated[int, typer.Option(min=3, help="Posts in all, split 70/15/15 into train/dev/test.")] = 300,
+    seed: Annotated[int, typer.Option(help="The same seed writes the same files.")] = 0,
+) -> None:
+    """Write a synthetic multimodal benchmark in the upstream FMNERG layout (docs/synthetic.md)."""
+    from ..data.synthetic import write_synthetic_benchmark
+
+    report = write_synthetic_benchmark(out, posts=posts, seed=seed)
+    splits = ", ".join(f"{split} {n}" for split, n in report.posts.items())
+    console.print(f"wrote {out}: {splits} posts; {report.entities} entities, {report.drawn} drawn "
+                  f"({report.small} under 1/50 of the image), {report.lookalikes} decided by the image only",
+                  highlight=False)

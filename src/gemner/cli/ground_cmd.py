@@ -170,7 +170,8 @@ def synthetic(
 def train_grounder(
     images: Annotated[Path, typer.Option(help="Folder of the benchmark's images (post id = file name).")],
     output: Annotated[Path, typer.Option(help="Output folder for the fine-tuned ITM checkpoint.")],
-    dataset: Annotated[str, typer.Option("--dataset", "-d", help="fmnerg | gmner | gmner-v2")] = "fmnerg",
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="fmnerg | gmner | gmner-v2, or an upstream "
+                                         "folder (`gemner data synthetic`)")] = "fmnerg",
     model: Annotated[str | None, typer.Option("--model", help="ITM to start from (paper: BLIP ITM base COCO).")] = None,
     lr: Annotated[float | None, typer.Option(min=0, help="Learning rate (paper: 5e-5).")] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Epochs (paper: 1).")] = None,

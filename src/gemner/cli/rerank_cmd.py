@@ -19,6 +19,10 @@ ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Trained reranker f
 KOpt = Annotated[int | None, typer.Option("--k", min=1, help=f"Candidates per entity (paper: {PAPER_K}).")]
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", min=1, help="torch CPU threads (default: torch's).")]
 DeviceOpt = Annotated[str | None, typer.Option("--device", help="cpu | cuda | cuda:N (default: cuda if present).")]
+DATASET_HELP = "fmnerg | gmner | gmner-v2, or an upstream folder (txt/, xml/, images/; `gemner data synthetic`)"
+ImagesOpt = Annotated[Path | None, typer.Option(
+    help="Folder of the posts' images (<id>.jpg); an upstream folder's own images/ by default. "
+         "Image-text-to-text models train on them; text-only models use --knowledge captions.")]
 FewShotOpt = Annotated[int | None, typer.Option("--few-shot", min=0, max=3,
                                                 help="Paper Table 7 examples as few-shot turns (0-3).")]
 
@@ -110,7 +114,8 @@ def sample_filter(
 @train_app.command("reranker")
 @friendly_errors
 def train_reranker_cmd(
-    dataset: Annotated[str, typer.Option("--dataset", "-d", help="fmnerg | gmner | gmner-v2")] = "fmnerg",
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help=DATASET_HELP)] = "fmnerg",
+    images: ImagesOpt = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Base model name or path.")] = None,
     output: Annotated[Path, typer.Option(help="Folder for the adapter (resumes from its checkpoint).")] = Path(
         "runs/reranker"),
@@ -144,8 +149,8 @@ def train_reranker_cmd(
         raise typer.BadParameter(str(err)) from None
     config = with_settings(base, model=model, epochs=epochs, lr=lr, lora_rank=lora_rank, k=k, max_train=max_train,
                            batch_size=batch_size, seed=seed, bf16=bf16, few_shot=few_shot)
-    train_reranker_on_dataset(config, dataset, output, captions=read_captions(knowledge), dev_max=dev_max,
-                              eval_before=eval_before, save_every=save_every, device=device,
+    train_reranker_on_dataset(config, dataset, output, images=images, captions=read_captions(knowledge),
+                              dev_max=dev_max, eval_before=eval_before, save_every=save_every, device=device,
                               trust_remote_code=trust_remote_code,
                               log=lambda line: console.print(line, highlight=False))
     console.print(f"saved reranker to {output}")
@@ -155,7 +160,8 @@ def train_reranker_cmd(
 @friendly_errors
 def eval_reranker(
     model: ModelOpt,
-    dataset: Annotated[str, typer.Option("--dataset", "-d")] = "fmnerg",
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help=DATASET_HELP)] = "fmnerg",
+    images: ImagesOpt = None,
     split: Annotated[str, typer.Option(help="Gold split.")] = "dev",
     max_entities: Annotated[int, typer.Option("--max", min=0, help="Seeded subset of gold entities (0: all).")] = 300,
     k: Annotated[int, typer.Option("--k", min=1, help="Candidates per entity.")] = PAPER_K,
@@ -168,13 +174,13 @@ def eval_reranker(
 ) -> None:
     """Accuracy of picking the gold label among training-style candidates, per scoring rule."""
     _threads(threads)
-    from ..data import load_dataset
+    from ..data.folders import load_split
     from ..rerank.config import overrides
     from ..rerank.infer import accuracy_by_scoring_rule, chance_accuracy, generation_accuracy
     from ..rerank.model import Reranker
     from ..rerank.train import split_queries
 
-    gold = load_dataset(dataset, split)
+    gold = load_split(dataset, split, images_dir=images)
     queries = split_queries(gold.posts, gold.schema, split, k, seed, max_entities or None)
     reranker = Reranker.load(model, overrides(few_shot=few_shot), device=device,
                              trust_remote_code=trust_remote_code)
@@ -194,7 +200,7 @@ def eval_reranker(
 def calibrate_gamma(
     predictions: Annotated[Path, typer.Option(help="Recogniser dev predictions JSONL.")],
     reranked: Annotated[Path, typer.Option(help="The same file reranked with --all.")],
-    dataset: Annotated[str, typer.Option("--dataset", "-d")] = "fmnerg",
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help=DATASET_HELP)] = "fmnerg",
     split: Annotated[str, typer.Option(help="Gold split the predictions are for.")] = "dev",
     bins: Annotated[int, typer.Option(min=1, help="Equal-count entropy bins.")] = 10,
     edges: Annotated[str | None, typer.Option(help="Explicit bin edges, comma-separated (overrides --bins).")] = None,
@@ -205,7 +211,7 @@ def calibrate_gamma(
     """Appendix E: precision of recogniser and reranker per uncertainty bin; gamma where they cross."""
     from rich.table import Table
 
-    from ..data import load_dataset
+    from ..data.folders import load_split
     from ..data.issues import DataError, IssueLog
     from ..rerank.calibrate import calibrate_files, plot_calibration
 
@@ -214,7 +220,7 @@ def calibrate_gamma(
     except ValueError:
         raise DataError(f"--edges must be comma-separated numbers, got {edges!r}") from None
     log = IssueLog()
-    result = calibrate_files(load_dataset(dataset, split).posts, predictions, reranked, bins, edge_list, log)
+    result = calibrate_files(load_split(dataset, split).posts, predictions, reranked, bins, edge_list, log)
     for issue in log.issues:
         console.print(f"[yellow]warning:[/] {issue}", highlight=False)
     table = Table(title=f"{dataset} {split}: precision per entropy bin")

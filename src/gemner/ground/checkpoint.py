@@ -37,7 +37,7 @@ def read_grounder_settings(folder: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def train_grounder_checkpoint(dataset: str, images: str | Path, output: str | Path, *, base_model: str,
+def train_grounder_checkpoint(dataset: str | Path, images: str | Path, output: str | Path, *, base_model: str,
                               config: GrounderTrainConfig, category_field: CategoryField = "type",
                               tune: bool = True, max_posts: int | None = None, device: str = "auto",
                               log: Callable[[str], None] = print, issues: IssueLog | None = None,
@@ -46,7 +46,7 @@ def train_grounder_checkpoint(dataset: str, images: str | Path, output: str | Pa
     """Fine-tune the ITM on the dataset's (entity, category, image, has-box) examples, tune the P_T
     threshold on dev when asked, and save the checkpoint; returns its `grounder.json` settings.
     Unreadable images are reported to `issues` and skipped."""
-    from ..data import load_dataset
+    from ..data.folders import load_split
     from ..devices import resolve_device
     from .itm import EntityImageMatcher
     from .train import examples_from_posts, match_probabilities, train_matcher, tune_threshold
@@ -54,7 +54,7 @@ def train_grounder_checkpoint(dataset: str, images: str | Path, output: str | Pa
     if category_field not in ("type", "coarse"):
         raise DataError(f"category field is type or coarse, not {category_field!r}")
     issues = issues if issues is not None else IssueLog()
-    train_items = examples_from_posts(load_dataset(dataset, "train", images_dir=images).posts[:max_posts],
+    train_items = examples_from_posts(load_split(dataset, "train", images_dir=images).posts[:max_posts],
                                       category_field, issues)
     if not train_items:
         raise DataError(f"no train post of {dataset} has a readable image under {images}")
@@ -67,11 +67,11 @@ def train_grounder_checkpoint(dataset: str, images: str | Path, output: str | Pa
             log(f"  step {step}: loss {loss:.4f}")
 
     report = train_matcher(matcher, train_items, config, on_step=progress)
-    settings: dict[str, Any] = {"base_model": base_model, "dataset": dataset, "category_field": category_field,
+    settings: dict[str, Any] = {"base_model": base_model, "dataset": str(dataset), "category_field": category_field,
                                 "lr": config.lr, "epochs": config.epochs, "steps": report.steps,
                                 "threshold": DEFAULT_THRESHOLD, "skipped": report.skipped}
     if tune:
-        dev_items = examples_from_posts(load_dataset(dataset, "dev", images_dir=images).posts, category_field, issues)
+        dev_items = examples_from_posts(load_split(dataset, "dev", images_dir=images).posts, category_field, issues)
         threshold, accuracy = tune_threshold(*match_probabilities(matcher, dev_items))
         settings.update(threshold=threshold, dev_accuracy=accuracy)
         log(f"dev: threshold {threshold:.4f}, accuracy {accuracy:.2%}")

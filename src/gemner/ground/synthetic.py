@@ -22,29 +22,13 @@ import random
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
+from ..data.drawing import BRANDS, COLOURS, SHAPES, SMALL_AREA_FRACTION, background, finish, object_size, paint, place
 from ..data.types import Box
 
-COLOURS: dict[str, tuple[int, int, int]] = {
-    "red": (220, 40, 40),
-    "green": (40, 170, 60),
-    "blue": (40, 80, 220),
-    "yellow": (235, 215, 40),
-    "purple": (140, 50, 180),
-    "orange": (245, 140, 20),
-}
-SHAPES = ("circle", "square", "triangle", "diamond")
-BRANDS: dict[str, tuple[tuple[int, int, int], tuple[int, int, int]]] = {
-    # name: (plate colour, text colour)
-    "ACME": ((20, 20, 20), (255, 255, 255)),
-    "ZETA": ((250, 250, 250), (20, 20, 20)),
-    "NOVA": ((240, 120, 190), (255, 255, 255)),
-    "KIWI": ((120, 75, 35), (255, 240, 200)),
-}
-BACKGROUNDS = ((150, 150, 150), (175, 190, 175), (190, 180, 160), (110, 120, 135), (165, 160, 185))
-SMALL_AREA_FRACTION = 1 / 50  # paper Table 2: a gold box under 1/50 of the image is fine-grained
-
+__all__ = ["BRANDS", "COLOURS", "SHAPES", "SMALL_AREA_FRACTION", "Scene", "SceneObject", "SceneQuery", "SceneSpec",
+           "make_scene", "make_scenes", "vocabulary"]
 
 @dataclass(frozen=True)
 class SceneObject:
@@ -105,47 +89,6 @@ def vocabulary(spec: SceneSpec | None = None) -> list[tuple[str, str]]:
     return shapes + [(brand, "brand") for brand in spec.brands]
 
 
-def _object_size(rng: random.Random, spec: SceneSpec, logo: bool) -> tuple[int, int]:
-    """(width, height) of the object's frame; small ones stay under 1/50 of the image area."""
-    limit = SMALL_AREA_FRACTION * spec.size * spec.size
-    aspect = 2.0 if logo else 1.0
-    if rng.random() < spec.small_share:
-        side = rng.uniform(0.6, 0.97) * (limit / aspect) ** 0.5
-    else:
-        side = rng.uniform(1.05, 2.6) * (limit / aspect) ** 0.5
-    return max(4, round(side * aspect)), max(4, round(side))
-
-
-def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, frame: tuple[int, int, int, int], fill) -> None:
-    x1, y1, x2, y2 = frame
-    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-    if shape == "circle":
-        draw.ellipse(frame, fill=fill)
-    elif shape == "square":
-        draw.rectangle(frame, fill=fill)
-    elif shape == "triangle":
-        draw.polygon([(cx, y1), (x2, y2), (x1, y2)], fill=fill)
-    elif shape == "diamond":
-        draw.polygon([(cx, y1), (x2, cy), (cx, y2), (x1, cy)], fill=fill)
-    else:
-        raise ValueError(f"unknown shape {shape!r}")
-
-
-def _draw_logo(draw: ImageDraw.ImageDraw, brand: str, frame: tuple[int, int, int, int]) -> None:
-    plate, ink = BRANDS[brand]
-    x1, y1, x2, y2 = frame
-    draw.rectangle(frame, fill=plate)
-    font = ImageFont.load_default(size=max(6, int((y2 - y1) * 0.8)))
-    left, top, right, bottom = draw.textbbox((0, 0), brand, font=font)
-    scale_fits = right - left <= x2 - x1
-    if not scale_fits:  # very narrow plates: shrink the word until it fits
-        font = ImageFont.load_default(size=max(4, int(font.size * (x2 - x1) / (right - left + 1))))
-        left, top, right, bottom = draw.textbbox((0, 0), brand, font=font)
-    tx = (x1 + x2 + 1 - (right - left)) / 2 - left
-    ty = (y1 + y2 + 1 - (bottom - top)) / 2 - top
-    draw.text((tx, ty), brand, fill=ink, font=font)
-
-
 def _colour_of(name: str, category: str) -> str:
     return name.split(" ")[0] if category == "shape" else name
 
@@ -163,66 +106,27 @@ def _choose_objects(rng: random.Random, names: list[tuple[str, str]], count: int
     return chosen
 
 
-def _mask_box(mask: np.ndarray) -> Box | None:
-    ys, xs = np.nonzero(mask)
-    if len(xs) == 0:
-        return None
-    return Box(float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
-
-
-def _background(rng: random.Random, spec: SceneSpec) -> np.ndarray:
-    base = np.array(rng.choice(BACKGROUNDS), dtype=np.float32)
-    # a gentle light gradient so that the background is not a single colour
-    ramp = np.linspace(-1.0, 1.0, spec.size, dtype=np.float32)
-    gx, gy = rng.uniform(-12, 12), rng.uniform(-12, 12)
-    shade = gx * ramp[None, :] + gy * ramp[:, None]
-    return np.broadcast_to(base, (spec.size, spec.size, 3)) + shade[..., None]
-
-
-def _place(rng: random.Random, spec: SceneSpec, size: tuple[int, int],
-           taken: np.ndarray) -> tuple[int, int, int, int] | None:
-    """A frame (x1, y1, x2, y2 inclusive) that keeps a 2-pixel gap from every placed object."""
-    width, height = size
-    for _ in range(60):
-        x1 = rng.randint(1, spec.size - width - 2)
-        y1 = rng.randint(1, spec.size - height - 2)
-        if not taken[max(0, y1 - 2): y1 + height + 2, max(0, x1 - 2): x1 + width + 2].any():
-            return x1, y1, x1 + width - 1, y1 + height - 1
-    return None
-
-
 def make_scene(rng: random.Random, spec: SceneSpec = SceneSpec()) -> Scene:
     """One scene with exact boxes and its queries (present objects and absent named objects)."""
-    canvas = _background(rng, spec).copy()
+    canvas = background(rng, spec.size)
     taken = np.zeros((spec.size, spec.size), dtype=bool)
     names = vocabulary(spec)
     chosen = _choose_objects(rng, names, rng.randint(spec.min_objects, spec.max_objects), spec)
     objects: list[SceneObject] = []
     for name, category in chosen:
-        size = _object_size(rng, spec, logo=category == "brand")
-        frame = _place(rng, spec, size, taken)
+        small = rng.random() < spec.small_share
+        size = object_size(rng, spec.size, small, logo=category == "brand")
+        frame = place(rng, spec.size, size, taken)
         if frame is None:
             continue
-        layer = Image.new("RGB", (spec.size, spec.size))
-        alpha = Image.new("L", (spec.size, spec.size), 0)
         if category == "brand":
-            _draw_logo(ImageDraw.Draw(layer), name, frame)
-            ImageDraw.Draw(alpha).rectangle(frame, fill=255)
+            drawn = paint(canvas, taken, frame, brand=name)
         else:
             colour, shape = name.split(" ")
-            _draw_shape(ImageDraw.Draw(layer), shape, frame, COLOURS[colour])
-            _draw_shape(ImageDraw.Draw(alpha), shape, frame, 255)
-        mask = np.asarray(alpha) > 127
-        box = _mask_box(mask)
-        if box is None:
-            continue
-        canvas[mask] = np.asarray(layer, dtype=np.float32)[mask]
-        taken |= mask
-        objects.append(SceneObject(name, category, box, mask))
-    pixel_rng = np.random.default_rng(rng.getrandbits(32))
-    noisy = canvas + pixel_rng.normal(0.0, spec.noise, canvas.shape).astype(np.float32)
-    image = Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
-    scene = Scene(image, objects)
+            drawn = paint(canvas, taken, frame, shape=shape, colour=colour)
+        if drawn is not None:
+            objects.append(SceneObject(name, category, *drawn))
+    scene = Scene(finish(canvas, rng, spec.noise), objects)
     scene.queries = _queries(rng, scene, spec)
     return scene
 

@@ -217,7 +217,9 @@ class Reranker:
 
 
 def lora_targets(model: Any, kind: str) -> list[str]:
-    """Names of the language model's linear layers (vision tower, projector and LM head excluded)."""
+    """Names of the linear layers to adapt: the language model's and, for image-text-to-text models, the
+    vision-language projector's (LLaVA's own LoRA recipe trains the projector too, so the image tokens
+    can move towards what the task needs). The vision tower and the LM head stay frozen."""
     import torch
 
     head = model.get_output_embeddings()
@@ -225,7 +227,7 @@ def lora_targets(model: Any, kind: str) -> list[str]:
     for name, module in model.named_modules():
         if not isinstance(module, torch.nn.Linear) or module is head:
             continue
-        if kind == "vision" and "language_model" not in name:
+        if kind == "vision" and "language_model" not in name and "multi_modal_projector" not in name:
             continue
         names.append(name)
     if not names:

@@ -38,7 +38,9 @@ DEV_ACCURACY_FILE = "dev_accuracy.json"
 
 def gold_queries(posts: Sequence[Post], schema: LabelSchema, k: int, seed: int, limit: int | None = None,
                  captions: dict[str, str] | None = None) -> list[RerankQuery]:
-    """Training-style queries for every gold entity (a seeded subset of `limit` when given)."""
+    """Training-style queries for every gold entity (a seeded subset of `limit` when given). Each query
+    carries its post's image (`post.image`: set when the dataset was loaded with its images), which an
+    image-text-to-text reranker sees, and its caption, which a text-only one sees instead."""
     rng = random.Random(seed)
     queries = []
     for post in posts:
@@ -203,29 +205,37 @@ def _append_log(output: Path, entry: dict[str, Any]) -> None:
         handle.write(json.dumps(entry) + "\n")
 
 
-def train_reranker_on_dataset(config: RerankerConfig, dataset: str, output: str | Path, *,
-                              captions: dict[str, str] | None = None, dev_max: int = 300, eval_before: bool = False,
-                              save_every: int = 200, device: str | None = None,
-                              log: Callable[[str], None] = print, trust_remote_code: bool = False) -> dict[str, Any]:
+def train_reranker_on_dataset(config: RerankerConfig, dataset: str | Path, output: str | Path, *,
+                              images: str | Path | None = None, captions: dict[str, str] | None = None,
+                              dev_max: int = 300, eval_before: bool = False, save_every: int = 200,
+                              device: str | None = None, log: Callable[[str], None] = print,
+                              trust_remote_code: bool = False) -> dict[str, Any]:
     """The paper's recipe (§3.3.2) end to end: gold queries of the train split, LoRA training (resumable),
-    candidate accuracy on a seeded dev subset before/after; the results are also `dev_accuracy.json`."""
-    from ..data import load_dataset
+    candidate accuracy on a seeded dev subset before/after; the results are also `dev_accuracy.json`.
+
+    `dataset`: a shipped benchmark name or an upstream folder (`gemner.data.folders`). `images`: the
+    posts' images (a folder's own `images/` by default). An image-text-to-text model is trained on
+    (image, Table 7 prompt, candidates), as the paper does; a text-only model gets `captions` instead."""
+    from ..data.folders import load_split
     from .infer import candidate_accuracy, chance_accuracy
 
     output = Path(output)
-    train = load_dataset(dataset, "train")
+    train = load_split(dataset, "train", images_dir=images)
     queries = split_queries(train.posts, train.schema, "train", config.k, config.seed, config.max_train, captions)
     dev_queries: list[RerankQuery] = []
     if dev_max:
-        dev = load_dataset(dataset, "dev")
+        dev = load_split(dataset, "dev", images_dir=images)
         dev_queries = split_queries(dev.posts, dev.schema, "dev", config.k, config.seed, dev_max, captions)
     reranker = Reranker.from_base(config, device=device, schema=train.schema, trust_remote_code=trust_remote_code)
-    results: dict[str, Any] = {"dev_entities": len(dev_queries), "chance": chance_accuracy(dev_queries)}
+    _note_inputs(reranker.kind, queries, captions, log)
+    results: dict[str, Any] = {"dev_entities": len(dev_queries), "chance": chance_accuracy(dev_queries),
+                               "train_with_images": sum(q.image is not None for q in queries)
+                               if reranker.kind == "vision" else 0}
     if eval_before and dev_queries:
         results["before"] = candidate_accuracy(reranker, dev_queries)
         log(f"dev candidate accuracy before: {100 * results['before']:.1f}% (chance {100 * results['chance']:.1f}%)")
     reranker.add_lora()
-    log(f"training on {len(queries)} {dataset} entities: {config.model}, K={config.k}, lr={config.lr}, "
+    log(f"training on {len(queries)} {train.name} entities: {config.model}, K={config.k}, lr={config.lr}, "
         f"epochs={config.epochs}, LoRA rank {config.lora_rank}, bf16={config.bf16}")
     report = train_reranker(reranker, queries, output, save_every=save_every, log=log)
     results.update(train_seconds=round(report.seconds, 1), steps=report.steps, examples=report.examples,
@@ -235,3 +245,17 @@ def train_reranker_on_dataset(config: RerankerConfig, dataset: str, output: str 
         log(f"dev candidate accuracy after: {100 * results['after']:.1f}%")
     (output / DEV_ACCURACY_FILE).write_text(json.dumps(results, indent=2))
     return results
+
+
+def _note_inputs(kind: str, queries: Sequence[RerankQuery], captions: dict[str, str] | None,
+                 log: Callable[[str], None]) -> None:
+    """Say what the model will see: a vision model trained without images and then given them at
+    inference learns a different task from the one it is asked (and a text-only model sees no image)."""
+    if kind == "vision":
+        with_image = sum(q.image is not None for q in queries)
+        log(f"training with images: {with_image} of {len(queries)} entities have their post's image")
+        if with_image < len(queries):
+            log("note: entities without an image are trained text-only; give the images (--images DIR) "
+                "so that training matches inference, where the reranker sees the image")
+    elif captions:
+        log(f"text-only model: {sum(bool(q.caption) for q in queries)} of {len(queries)} entities have a caption")
