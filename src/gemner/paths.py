@@ -1,7 +1,8 @@
 """Where the shipped files live: the benchmarks (`data/`), their knowledge files and the models (`models/`).
 
-Each folder is found the same way: its environment variable when set, else next to the installed package
-(`gemner/data`, `gemner/models`), else at the root of a source checkout (`src/gemner` -> `data/`, `models/`).
+Each folder is found the same way: its environment variable when set, else inside the installed package
+(`gemner/_shipped/data`, `gemner/_shipped/models`: the wheel carries them, see setup.py), else at the root
+of a source checkout (`src/gemner` -> `data/`, `models/`).
 Nothing depends on the working directory. When no candidate holds the folder, the error names the variable
 to set.
 """
@@ -16,11 +17,12 @@ DATA_ENV = "GEMNER_DATA"
 MODELS_ENV = "GEMNER_MODELS"
 BENCHMARKS = ("gmner", "gmner-v2", "fmnerg")
 _PACKAGE = Path(__file__).resolve().parent
+SHIPPED = _PACKAGE / "_shipped"  # where a wheel puts the repository's data/ and models/ (setup.py)
 
 
 def package_candidates(name: str) -> list[Path]:
     """`name` inside the installed package, then at the root of a src-layout checkout."""
-    return [_PACKAGE / name, _PACKAGE.parents[1] / name]
+    return [SHIPPED / name, _PACKAGE.parents[1] / name]
 
 
 def _find(env: str, name: str, holds: Callable[[Path], bool], what: str, explicit: str | Path | None = None) -> Path:

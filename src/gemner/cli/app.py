@@ -16,6 +16,24 @@ app = typer.Typer(
 data_app = typer.Typer(help="Benchmark data: statistics, conversion, validation.", no_args_is_help=True)
 train_app = typer.Typer(help="Train one stage of the method.", no_args_is_help=True)
 
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        from .. import __version__
+        from .console import out
+
+        out.print(f"gemner {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True, help="Print gemner's version and exit.")] = False,
+             ) -> None:
+    """Fine-grained multimodal named entity recognition and grounding (GEM)."""
+
+
 app.add_typer(data_app, name="data")
 app.add_typer(train_app, name="train")
 

@@ -10,3 +10,22 @@ from rich.console import Console
 
 out = Console(soft_wrap=True, highlight=False)
 err = Console(stderr=True, soft_wrap=True, highlight=False)
+
+STDIO = "-"  # as --input: read standard input; as --output: write standard output
+
+
+def result_format(choice: str) -> str:
+    """`json` or `table` (`choice` is one of those or `auto`): `auto` is a table for a person at a terminal,
+    JSON for a pipe or a file (`| jq`)."""
+    choice = getattr(choice, "value", choice)
+    if choice == "auto":
+        return "table" if out.is_terminal else "json"
+    return choice
+
+
+def print_json_line(record: object) -> None:
+    """One JSON record on stdout, byte for byte (no markup, wrapping or emoji codes: `:x:` stays `:x:`)."""
+    import json
+
+    out.file.write(json.dumps(record, ensure_ascii=False) + "\n")
+    out.file.flush()

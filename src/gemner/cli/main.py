@@ -6,6 +6,7 @@ from . import (  # noqa: F401  (each module registers its commands)
     baseline_cmd,
     config_cmd,
     data_cmd,
+    download_cmd,
     evaluate_cmd,
     export_cmd,
     gazetteer_cmd,

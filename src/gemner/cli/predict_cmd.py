@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -10,10 +9,11 @@ import typer
 from rich.table import Table
 
 from .app import TrustRemoteCodeOpt, app
+from .console import STDIO, print_json_line, result_format
 from .console import err as console
 from .console import out as out_console
 from .errors import friendly_errors
-from .options import BatchSizeOpt, MaxPostsOpt, RetryOpt, ThreadsOpt
+from .options import BatchSizeOpt, FormatOpt, MaxPostsOpt, ResultFormat, RetryOpt, ThreadsOpt
 
 
 def _posts(dataset, split, input, text, image, images, max_posts):
@@ -53,11 +53,13 @@ def _show(entities) -> None:
 @app.command("predict")
 @friendly_errors
 def predict(
-    output: Annotated[Path | None, typer.Option(help="Prediction JSONL (one line per post).")] = None,
+    output: Annotated[Path | None, typer.Option(
+        help="Prediction JSONL (one line per post); `-`: standard output.")] = None,
     config: Annotated[str | None, typer.Option(
         "--config", "-c", help="Pipeline preset (lite, lite-gmner, paper) or YAML file (default lite; with "
         "--recognizer and no --config: that recogniser alone).")] = None,
-    input: Annotated[Path | None, typer.Option("--input", help="Posts JSONL {id, text|tokens, image?}.")] = None,
+    input: Annotated[Path | None, typer.Option(
+        "--input", help="Posts JSONL {id, text|tokens, image?}; `-`: standard input.")] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="fmnerg | gmner | gmner-v2")] = None,
     split: Annotated[str, typer.Option(help="train | dev | test (with --dataset)")] = "test",
     text: Annotated[str | None, typer.Option(help="One post's raw text.")] = None,
@@ -74,7 +76,9 @@ def predict(
     batch_size: BatchSizeOpt = 16,
     max_posts: MaxPostsOpt = None,
     threads: ThreadsOpt = None,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    progress: Annotated[bool, typer.Option(help="Show progress bars (--no-progress: none, the libraries' too).")
+                        ] = True,
+    format: FormatOpt = ResultFormat.auto,
     retry_errors: RetryOpt = True,
     trust_remote_code: TrustRemoteCodeOpt = False,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N: every stage there; auto keeps the "
@@ -84,6 +88,7 @@ def predict(
     from ..pipeline.config import SWITCH_ABLATIONS, predict_config
     from ..pipeline.gem import GEM
     from ..pipeline.predict import predict_to_file
+    from ..progress import silenced_progress_bars
 
     if threads:
         import torch
@@ -97,28 +102,37 @@ def predict(
     posts, log, rejected = _posts(dataset, split, input, text, image, images, max_posts)
     if output is None and text is None:
         raise typer.BadParameter("--output is required (except for a single --text post)")
-    gem = GEM(pipeline, notify=lambda message: console.print(f"[yellow]note:[/] {message}", highlight=False),
-              trust_remote_code=trust_remote_code)
-    console.print("stages: " + "; ".join(f"{k} {v}" for k, v in gem.stages().items()), highlight=False)
-    if output is None:
-        result = next(gem.predict_batch(posts, keep_heatmaps=visualize is not None))
-        if result.error:
-            console.print(f"[red]error:[/] {result.error}")
-            raise typer.Exit(1)
-        _show(result.entities)
-        print(json.dumps(result.record(), ensure_ascii=False))
-        if visualize is not None:
-            from ..pipeline.predict import draw_result
-
-            draw_result(result, visualize)
-        return
-    skipped = [(r.id, r.error) for r in rejected]
-    for issue in log.issues:
-        console.print(f"[yellow]warning:[/] {issue}", highlight=False)
-    counts, pictures = predict_to_file(gem, posts, output, resume=resume, batch_size=batch_size,
-                                       visualize=visualize, rejected=skipped, inputs=[input], progress=progress,
-                                       retry_errors=retry_errors)
+    with silenced_progress_bars(not progress):  # from model loading on: the libraries draw bars too
+        gem = GEM(pipeline, notify=lambda message: console.print(f"[yellow]note:[/] {message}", highlight=False),
+                  trust_remote_code=trust_remote_code)
+        console.print(f"stages: {gem.stage_summary()}", highlight=False)
+        if output is None:
+            _predict_one(gem, posts, result_format(format), visualize)
+            return
+        skipped = [(r.id, r.error) for r in rejected]
+        for issue in log.issues:
+            console.print(f"[yellow]warning:[/] {issue}", highlight=False)
+        counts, pictures = predict_to_file(gem, posts, output, resume=resume, batch_size=batch_size,
+                                           visualize=visualize, rejected=skipped, inputs=[input],
+                                           progress=progress, retry_errors=retry_errors)
     for issue in gem.log.issues:
         console.print(f"[yellow]warning:[/] {issue}", highlight=False)
-    console.print(f"wrote {output}: {counts.summary()}{f', {pictures} pictures in {visualize}' if visualize else ''}",
+    written = "standard output" if str(output) == STDIO else output
+    console.print(f"wrote {written}: {counts.summary()}{f', {pictures} pictures in {visualize}' if visualize else ''}",
                   highlight=False)
+
+
+def _predict_one(gem, posts, shown_as: str, visualize: Path | None) -> None:
+    """The single `--text` post: its triples on stdout as one JSON line or as a table (`--format`)."""
+    result = next(gem.predict_batch(posts, keep_heatmaps=visualize is not None))
+    if result.error:
+        console.print(f"[red]error:[/] {result.error}")
+        raise typer.Exit(1)
+    if shown_as == "table":
+        _show(result.entities)
+    else:
+        print_json_line(result.record())
+    if visualize is not None:
+        from ..pipeline.predict import draw_result
+
+        draw_result(result, visualize)

@@ -68,6 +68,7 @@ def train_recognizer_cmd(
     import torch
 
     from ..data.interchange import training_data
+    from ..progress import silenced_progress_bars
     from ..recognize.config import PRESETS
     from ..recognize.config import preset as make_preset
     from ..recognize.predict import read_knowledge
@@ -96,10 +97,11 @@ def train_recognizer_cmd(
     console.print(f"[dim]{config.describe()}[/]", highlight=False)
     if not schema.hierarchical:
         console.print(f"{data.name} has one label granularity: one path + {config.head} (MGP and MGA off)")
-    result = train_recognizer(config, schema, train, dev_posts, output,
-                              knowledge=read_knowledge(knowledge), resume=resume, progress=progress, device=device,
-                              log=lambda message: console.print(message, highlight=False),
-                              trust_remote_code=trust_remote_code)
+    with silenced_progress_bars(not progress):  # transformers' loading bars too
+        result = train_recognizer(config, schema, train, dev_posts, output,
+                                  knowledge=read_knowledge(knowledge), resume=resume, progress=progress,
+                                  device=device, log=lambda message: console.print(message, highlight=False),
+                                  trust_remote_code=trust_remote_code)
     console.print(f"best dev MNER F1 {result.best_dev_f1:.2f} at epoch {result.best_epoch}; "
                   f"checkpoint {result.output} ({result.seconds / 60:.1f} min)")
 

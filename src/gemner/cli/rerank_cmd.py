@@ -68,6 +68,7 @@ def rerank(
     _threads(threads)
     from ..data import SCHEMAS
     from ..data.issues import DataError, IssueLog
+    from ..progress import silenced_progress_bars
     from ..rerank.apply import rerank_predictions
     from ..rerank.config import overrides
     from ..rerank.filter import SampleFilter
@@ -78,13 +79,14 @@ def rerank(
     if dataset is not None and dataset not in SCHEMAS:
         raise DataError(f"unknown schema {dataset!r}; choose one of {', '.join(SCHEMAS)}")
     given = overrides(gamma=gamma, k=k, mode=mode, length_norm=length_norm, bf16_inference=bf16, few_shot=few_shot)
-    reranker = Reranker.load(model, given, device=device, trust_remote_code=trust_remote_code)
-    cfg = reranker.config
     log = IssueLog()
-    counts, stats = rerank_predictions(
-        reranker, predictions, output, sample_filter=SampleFilter(cfg.gamma, rerank_all, cfg.k),
-        schema=SCHEMAS[dataset] if dataset else None, captions=read_captions(knowledge), mode=cfg.mode,
-        log=log, retry_errors=retry_errors, progress=progress)
+    with silenced_progress_bars(not progress):  # transformers' loading bars too
+        reranker = Reranker.load(model, given, device=device, trust_remote_code=trust_remote_code)
+        cfg = reranker.config
+        counts, stats = rerank_predictions(
+            reranker, predictions, output, sample_filter=SampleFilter(cfg.gamma, rerank_all, cfg.k),
+            schema=SCHEMAS[dataset] if dataset else None, captions=read_captions(knowledge), mode=cfg.mode,
+            log=log, retry_errors=retry_errors, progress=progress)
     for issue in log.issues[:20]:
         console.print(f"[yellow]warning:[/] {issue}", highlight=False)
     if len(log.issues) > 20:

@@ -13,6 +13,7 @@ Label checks (unknown labels, stray `I-` tags) happen in `posts.py`, which knows
 from __future__ import annotations
 
 import gzip
+import sys
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,10 +25,14 @@ IMGID_PREFIX = "IMGID:"
 
 
 def raw_lines(path: str | Path) -> list[bytes]:
-    """The lines of a file as bytes (gunzipped when `*.gz`); a file that cannot be read is a `DataError`."""
+    """The lines of a file as bytes (gunzipped when `*.gz`; `-` is standard input); a file that cannot be
+    read is a `DataError`."""
     path = Path(path)
     try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        if str(path) == "-":  # standard input (`--input -`)
+            raw = sys.stdin.buffer.read()
+        else:
+            raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     except (OSError, EOFError, zlib.error) as err:
         raise DataError(f"{path}: cannot be read ({err})") from err
     return raw.split(b"\n")

@@ -365,7 +365,7 @@ def read_json_lines(path: Path) -> Iterator[JsonLine]:
     """Each non-blank line of a JSONL file (gunzipped when `*.gz`), parsed; a missing file is a `DataError`."""
     from .conll import raw_lines
 
-    if not path.is_file():
+    if str(path) != "-" and not path.is_file():  # `-`: standard input
         raise DataError(f"{path}: no such file")
     for number, raw in enumerate(raw_lines(path), start=1):
         line = parse_json_line(number, raw)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ except ImportError:  # Windows: no advisory locks; the writer still works, unloc
     fcntl = None  # type: ignore[assignment]
 
 T = TypeVar("T")
+STDOUT = "-"  # as the output path: write the records to standard output
 
 
 @dataclass
@@ -79,11 +81,11 @@ class _Lock:
     """An exclusive advisory lock on `<output>.lock`, held from open to close (or until the process ends,
     or the writer is garbage-collected: the lock belongs to the open file)."""
 
-    def __init__(self, output: Path):
-        self.path = output.with_name(output.name + ".lock")
+    def __init__(self, output: Path | None):
         self.handle: Any = None
-        if fcntl is None:
+        if output is None or fcntl is None:  # None: standard output, nothing to lock
             return
+        self.path = output.with_name(output.name + ".lock")
         while True:
             handle = open(self.path, "a+b")  # noqa: SIM115 - held open while the lock is held
             try:
@@ -115,18 +117,26 @@ class PredictionWriter:
     """Append prediction records to a JSONL file, one flushed line per post; locked and resumable.
 
     `inputs`: the files the run reads (refused as output). `resume=False` starts the file over
-    (still only a file that holds predictions). `counts` tells what this run did.
+    (still only a file that holds predictions). `counts` tells what this run did. A path of `-` writes
+    to standard output (every post, nothing to resume).
     """
 
     def __init__(self, path: str | Path, resume: bool = True, *, inputs: Sequence[str | Path | None] = (),
                  retry_errors: bool = True, fsync_every: int = 50):
         self.path = Path(path)
+        self.done_ids: set[str] = set()
+        self.counts = WriteCounts()
+        self._fsync_every = fsync_every
+        self._since_sync = 0
+        self._to_stdout = str(path) == STDOUT
+        if self._to_stdout:  # a stream: nothing to resume, lock or fsync; records are flushed as written
+            self._lock = _Lock(None)
+            self._handle = sys.stdout
+            return
         if self.path.is_dir():
             raise DataError(f"--output {self.path} is a folder; give a file name")
         check_not_an_input(self.path, inputs)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.done_ids: set[str] = set()
-        self.counts = WriteCounts()
         self._lock = _Lock(self.path)
         try:
             if self.path.exists():
@@ -139,8 +149,6 @@ class PredictionWriter:
         except BaseException:
             self._lock.release()
             raise
-        self._fsync_every = fsync_every
-        self._since_sync = 0
 
     # ----------------------------------------------------------------- opening an existing output
     def _recover(self, retry_errors: bool) -> None:
@@ -214,7 +222,7 @@ class PredictionWriter:
         self.counts.written += 1
         self.counts.errors += bool(record.get("error"))
         self._since_sync += 1
-        if self._since_sync >= self._fsync_every:
+        if self._since_sync >= self._fsync_every and not self._to_stdout:
             os.fsync(self._handle.fileno())
             self._since_sync = 0
 
@@ -227,7 +235,9 @@ class PredictionWriter:
             self.write(record)
 
     def close(self) -> None:
-        if not self._handle.closed:
+        if self._to_stdout:
+            self._handle.flush()
+        elif not self._handle.closed:
             self._handle.flush()
             os.fsync(self._handle.fileno())
             self._handle.close()

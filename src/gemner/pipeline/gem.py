@@ -31,7 +31,7 @@ class GEM:
     def __init__(self, config: PipelineConfig, notify: Callable[[str], None] | None = None, *,
                  trust_remote_code: bool = False):
         self.config = config = resolve_devices(config)  # a device this machine lacks: DeviceError, before loading
-        self.notify = notify or (lambda message: None)
+        self.notify = _once(notify or (lambda message: None))
         self.log = IssueLog()
         self._given_images: dict[str, Any] = {}  # post id -> image given in memory, until its batch loads it
         remote = {"trust_remote_code": trust_remote_code}  # the caller's choice; never the config file's
@@ -61,6 +61,12 @@ class GEM:
     def stages(self) -> dict[str, str]:
         return {"knowledge": str(self.knowledge.state), "recognizer": "on", "rerank": str(self.reranker.state),
                 "ground": str(self.grounder.state)}
+
+    def stage_summary(self) -> str:
+        """One short line of the stages' states (`knowledge off; recognizer on; ...; ground unavailable`).
+        Why a stage is unavailable is said once, in its note, not again here."""
+        return (f"knowledge {self.knowledge.state.state}; recognizer on; rerank {self.reranker.state.state}; "
+                f"ground {self.grounder.state.state}")
 
     def _stages_of(self, post_id: str, stages: dict[str, str]) -> dict[str, str]:
         return {**stages, "knowledge": self.knowledge.post_state(post_id)}
@@ -169,3 +175,16 @@ class GEM:
                                       stages=self._stages_of(post.id, stages), image=image))
         self.grounder.ground(results, keep_heatmaps)
         return results
+
+
+def _once(notify: Callable[[str], None]) -> Callable[[str], None]:
+    """`notify` that passes each distinct message on only the first time (a stage that fails to load
+    says so once per pipeline, however many batches or posts follow)."""
+    told: set[str] = set()
+
+    def tell(message: str) -> None:
+        if message not in told:
+            told.add(message)
+            notify(message)
+
+    return tell
