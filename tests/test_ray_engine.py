@@ -94,7 +94,7 @@ def test_a_killed_actor_loses_and_duplicates_nothing(cluster, pipeline, local_re
             killed.append(pid)
 
     counts = predict_with_ray(pipeline, synthetic_posts(N_POSTS, seed=5, prefix="p"), tmp_path, actors=2,
-                              shard_size=8, batch_size=8, on_shard=kill_the_first_worker)
+                              shard_size=16, batch_size=8, on_shard=kill_the_first_worker)
     records = _records(tmp_path)
     assert killed and counts.written == N_POSTS
     assert counts.workers >= 3, "the killed actor was restarted (a new process returned shards)"
