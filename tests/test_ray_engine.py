@@ -83,6 +83,9 @@ def test_finished_shards_are_skipped_on_rerun(cluster, pipeline, local_records, 
     with pytest.raises(Exception, match="shard"):
         predict_with_ray(pipeline, posts, tmp_path, shard_size=48, batch_size=8)
     assert json.loads((tmp_path / MANIFEST).read_text())["shard_size"] == 40
+    predict_with_ray(pipeline, posts, tmp_path, shard_size=48, batch_size=8, resume=False)  # starts over
+    assert len(list(tmp_path.glob("part-*.jsonl"))) == 5 and [r["id"] for r in _records(tmp_path)] == list(
+        local_records)
 
 
 def test_a_killed_actor_loses_and_duplicates_nothing(cluster, pipeline, local_records, tmp_path):

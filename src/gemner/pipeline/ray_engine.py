@@ -146,12 +146,13 @@ def predict_with_ray(config: PipelineConfig, posts: Sequence[Post], output_dir: 
     shard_ids = [[p.id for p in chunk] for chunk in chunks]
     _check_manifest(output_dir, shard_ids, shard_size, resume)
     counts = RayCounts(shards=len(chunks))
+    if not resume:  # every shard of an earlier run goes, also those past this run's last shard
+        for path in output_dir.glob("part-*.jsonl"):
+            path.unlink()
     pending = []
     for index, ids in enumerate(shard_ids):
         path = shard_path(output_dir, index)
-        if not resume:
-            path.unlink(missing_ok=True)
-        elif _finished(path, ids, retry_errors):
+        if resume and _finished(path, ids, retry_errors):
             counts.skipped_shards += 1
             continue
         pending.append(index)
