@@ -83,6 +83,12 @@ def predict(
     trust_remote_code: TrustRemoteCodeOpt = False,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N: every stage there; auto keeps the "
                                         "config's devices (presets: CUDA when present, else CPU).")] = "auto",
+    engine: Annotated[str, typer.Option(help="local (this process) | ray (Ray Data actors; OUTPUT is a folder of "
+                                        "shards, see docs/scale.md)")] = "local",
+    actors: Annotated[int, typer.Option(min=1, help="Ray actors, one pipeline each (--engine ray).")] = 1,
+    gpus_per_actor: Annotated[float, typer.Option(min=0, help="GPUs per Ray actor (--engine ray).")] = 0.0,
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster to join, e.g. auto (--engine ray; "
+                                                    "default: a local one).")] = None,
 ) -> None:
     """Knowledge -> recogniser -> sample filter + reranker -> grounder, written as triples JSONL."""
     from ..pipeline.config import SWITCH_ABLATIONS, predict_config
@@ -102,6 +108,20 @@ def predict(
     posts, log, rejected = _posts(dataset, split, input, text, image, images, max_posts)
     if output is None and text is None:
         raise typer.BadParameter("--output is required (except for a single --text post)")
+    if engine == "ray":
+        from ..pipeline.ray_engine import predict_with_ray
+
+        if output is None:
+            raise typer.BadParameter("--engine ray needs --output (a folder of prediction shards)")
+        counts = predict_with_ray(pipeline, posts, output, rejected=[(r.id, r.error) for r in rejected],
+                                  actors=actors, gpus_per_actor=gpus_per_actor, threads_per_actor=threads,
+                                  batch_size=batch_size, shard_size=batch_size * 16, resume=resume,
+                                  retry_errors=retry_errors, trust_remote_code=trust_remote_code,
+                                  address=ray_address)
+        console.print(f"wrote {output}: {counts.summary()}", highlight=False)
+        return
+    if engine != "local":
+        raise typer.BadParameter(f"--engine {engine!r}: choose local or ray")
     with silenced_progress_bars(not progress):  # from model loading on: the libraries draw bars too
         gem = GEM(pipeline, notify=lambda message: console.print(f"[yellow]note:[/] {message}", highlight=False),
                   trust_remote_code=trust_remote_code)

@@ -21,6 +21,11 @@ def _variant(no_mgp: bool, no_mga: bool, head: str | None, lora_rank: int | None
     return "-".join(p for p in parts if p)
 
 
+def _note(message: str) -> None:
+    """Training notes on stderr (a module function: spawned training processes receive it by name)."""
+    console.print(message, highlight=False)
+
+
 @train_app.command("recognizer")
 @friendly_errors
 def train_recognizer_cmd(
@@ -63,11 +68,14 @@ def train_recognizer_cmd(
     device: Annotated[str, typer.Option(help="torch device (cpu, cuda).")] = "cpu",
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     trust_remote_code: TrustRemoteCodeOpt = False,
+    processes: Annotated[int, typer.Option(min=1, help="Data-parallel processes on this machine (gloo on CPU); "
+                                           "each takes a share of every --batch-size batch.")] = 1,
 ) -> None:
     """Train the recogniser; the best-on-dev checkpoint goes to OUTPUT, the resumable state to OUTPUT/last."""
     import torch
 
     from ..data.interchange import training_data
+    from ..distributed import run_processes
     from ..progress import silenced_progress_bars
     from ..recognize.config import PRESETS
     from ..recognize.config import preset as make_preset
@@ -98,10 +106,9 @@ def train_recognizer_cmd(
     if not schema.hierarchical:
         console.print(f"{data.name} has one label granularity: one path + {config.head} (MGP and MGA off)")
     with silenced_progress_bars(not progress):  # transformers' loading bars too
-        result = train_recognizer(config, schema, train, dev_posts, output,
-                                  knowledge=read_knowledge(knowledge), resume=resume, progress=progress,
-                                  device=device, log=lambda message: console.print(message, highlight=False),
-                                  trust_remote_code=trust_remote_code)
+        result = run_processes(train_recognizer, processes, config, schema, train, dev_posts, output,
+                               knowledge=read_knowledge(knowledge), resume=resume, progress=progress,
+                               device=device, log=_note, trust_remote_code=trust_remote_code)
     console.print(f"best dev MNER F1 {result.best_dev_f1:.2f} at epoch {result.best_epoch}; "
                   f"checkpoint {result.output} ({result.seconds / 60:.1f} min)")
 

@@ -26,6 +26,7 @@ import torch
 from ..data.issues import DataError
 from ..data.schema import LabelSchema
 from ..data.types import Post, PredictedEntity
+from ..distributed import DataParallel
 from ..progress import progress_bar
 from .checkpoint import find_training_state, load_training_state, read_checkpoint_config, save_training_state
 from .config import RecognizerConfig
@@ -114,7 +115,15 @@ def train_recognizer(
 
     `on_step(global_step, loss)` runs after every optimizer step (and after any state save of that
     step); an exception raised there stops training like a kill would.
+
+    Started as several processes (`gemner.distributed.run_processes`, `accelerate launch`), each batch of
+    `config.batch_size` posts is shared among them and their gradients averaged: the same training as
+    one process with that batch; the main process alone writes the output.
     """
+    parallel = DataParallel.from_env(device)
+    device = parallel.place(device)
+    if not parallel.is_main:
+        log, progress = (lambda _message: None), False
     output = Path(output)
     state_dir = find_training_state(output / LAST)
     if state_dir is not None and not resume:
@@ -131,6 +140,7 @@ def train_recognizer(
     torch.manual_seed(config.seed)
     model = Recognizer.build(config, schema, training_pairs(train_posts), trust_remote_code=trust_remote_code)
     model = model.to(device)
+    parallel.broadcast_parameters(model)
     train_items = _encode(model, train_posts, knowledge)
     dev_items = _encode(model, dev_posts, knowledge)
     steps_per_epoch = math.ceil(len(train_items) / config.batch_size)
@@ -142,14 +152,15 @@ def train_recognizer(
         counters.update(load_training_state(state_dir, model, optimizer, scheduler))
         log(f"resumed from {state_dir}: epoch {counters['epoch']}, batch {counters['batch']}")
     output.mkdir(parents=True, exist_ok=True)
-    if state_dir is None:
+    if state_dir is None and parallel.is_main:
         (output / HISTORY).unlink(missing_ok=True)
     pad_id = model.tokenizer.pad_token_id or 0
     lengths = [len(it.input_ids) for it in train_items]
     started = time.perf_counter()
 
     def save_state() -> None:
-        save_training_state(output / LAST, model, optimizer, scheduler, dict(counters))
+        if parallel.is_main:
+            save_training_state(output / LAST, model, optimizer, scheduler, dict(counters))
 
     try:
         while counters["epoch"] < config.epochs:
@@ -161,9 +172,12 @@ def train_recognizer(
             epoch_start, loss_sum, n_loss = time.perf_counter(), 0.0, 0
             for batch_index in range(counters["batch"], len(batches)):
                 model.train()
-                batch = collate([train_items[i] for i in batches[batch_index]], pad_id).to(device)
-                loss = model.loss(batch)
-                loss.backward()
+                share = parallel.share(batches[batch_index])
+                loss = torch.zeros(())
+                if share:  # a last batch smaller than the processes leaves some without posts
+                    loss = model.loss(collate([train_items[i] for i in share], pad_id).to(device))
+                    (loss * parallel.loss_weight(len(share), len(batches[batch_index]))).backward()
+                parallel.average_gradients([p for p in model.parameters() if p.requires_grad])
                 if config.grad_clip:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
                 optimizer.step()
@@ -188,13 +202,16 @@ def train_recognizer(
             counters["history"].append(record)
             if dev["mner_f1"] > counters["best_dev_f1"]:
                 counters["best_dev_f1"], counters["best_epoch"] = dev["mner_f1"], epoch + 1
-                model.save_pretrained(output)
+                if parallel.is_main:
+                    model.save_pretrained(output)
             log(f"epoch {epoch + 1}: loss {record['loss']:.4f}, dev MNER F1 {dev['mner_f1']:.2f} "
                 f"(best {counters['best_dev_f1']:.2f} at epoch {counters['best_epoch']})")
-            with (output / HISTORY).open("a", encoding="utf-8") as handle:
-                handle.write(json.dumps(record) + "\n")
+            if parallel.is_main:
+                with (output / HISTORY).open("a", encoding="utf-8") as handle:
+                    handle.write(json.dumps(record) + "\n")
             counters["epoch"], counters["batch"] = epoch + 1, 0
             save_state()
+            parallel.barrier()  # a resumed run finds the state of this epoch on every process
     except KeyboardInterrupt:
         log(f"interrupted: saving the resumable state to {output / LAST}")
         save_state()
