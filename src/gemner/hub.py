@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import converted
+
 ALLOW_DOWNLOAD_ENV = "GEMNER_ALLOW_DOWNLOAD"
 REMOTE_CODE_KEY = "trust_remote_code"
 
@@ -78,8 +80,25 @@ class Pretrained:
     trust_remote_code: bool = False
 
     def load(self, cls: Any, **extra: Any) -> Any:
-        """`cls.from_pretrained(source, ...)`; remote code as decided in `resolve`, never per call."""
+        """`cls.from_pretrained(source, ...)`; remote code as decided in `resolve`, never per call.
+        GGUF weights are read from their converted copy (`gemner.converted`), made on the first load."""
         _refuse_remote_code_argument(extra)
+        if self.kwargs.get("gguf_file") and converted.enabled():
+            local = self._converted()
+            if local is not None:
+                try:
+                    return local.load(cls, **extra)
+                except (MissingWeightsError, RemoteCodeError, TypeError):
+                    raise
+                except Exception as err:  # a damaged copy: make it again once
+                    logger.warning("the converted copy of %s did not load (%s); converting again", self.name, err)
+                    converted.discard(self._gguf_path())
+                    local = self._converted()
+                    if local is not None:
+                        return local.load(cls, **extra)
+        return self._load_from_source(cls, **extra)
+
+    def _load_from_source(self, cls: Any, **extra: Any) -> Any:
         try:
             return cls.from_pretrained(self.source, **{**self.kwargs, **extra},
                                        trust_remote_code=self.trust_remote_code)
@@ -87,6 +106,39 @@ class Pretrained:
             raise MissingWeightsError(missing_message(self.name, str(err))) from err
         except ValueError as err:
             raise self._remote_code_refused(err) from err
+
+    def _gguf_path(self) -> Path:
+        return Path(self.source) / self.kwargs["gguf_file"]
+
+    def _converted(self) -> Pretrained | None:
+        """The converted folder as a `Pretrained`, or None (loaded from the GGUF directly) when the
+        cache cannot be written."""
+        if not self._gguf_path().is_file():
+            return None
+        try:
+            folder = converted.converted(self._gguf_path(), self._convert)
+        except (OSError, RuntimeError, ValueError) as err:
+            logger.warning("could not keep a converted copy of %s (%s); reading the GGUF file", self.name, err)
+            return None
+        return Pretrained(self.name, str(folder), {}, trust_remote_code=self.trust_remote_code)
+
+    def _convert(self, folder: Path) -> None:
+        """De-quantise the GGUF once (float32: exact) and save it as safetensors with its tokenizer."""
+        import torch
+        from safetensors.torch import save_model
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        model = self._load_from_source(AutoModelForCausalLM, dtype=torch.float32)
+        # save_pretrained refuses a model read from GGUF (it counts as quantised); the tensors are plain
+        save_model(model, str(folder / "model.safetensors"), metadata={"format": "pt"})
+        config = model.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        config.save_pretrained(str(folder))
+        if model.generation_config is not None:
+            model.generation_config.save_pretrained(str(folder))
+        del model
+        self._load_from_source(AutoTokenizer).save_pretrained(str(folder))
 
     def build(self, cls: Any, config: Any, **extra: Any) -> Any:
         """`cls.from_config(config, ...)` (a model from a loaded config, weights to come), same rule."""

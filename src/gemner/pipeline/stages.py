@@ -14,7 +14,7 @@ from typing import Any
 from ..data.issues import DataError, IssueLog
 from ..data.types import Post, PredictedEntity
 from ..data.userio import prediction_record, read_knowledge
-from ..hub import MissingWeightsError
+from ..hub import MissingWeightsError, is_available, missing_message
 from .config import KnowledgeStage, RecognizerStage, RerankStage
 
 Notify = Callable[[str], None]
@@ -163,32 +163,51 @@ class RecognizerRunner:
 
 
 class RerankRunner:
+    """The reranker, checked at start (its files are there) and loaded on the first hard entity."""
+
     def __init__(self, config: RerankStage, schema, notify: Notify, *, trust_remote_code: bool = False):
         self.config = config
         self.schema = schema
+        self.notify = notify
+        self.trust_remote_code = trust_remote_code
         self.state = StageState() if config.enabled else StageState("off")
-        self.run = None  # an EntityReranker, built once
+        self.run = None  # a LazyEntityReranker: the EntityReranker is built on first need
         if self.state.state != "on":
             return
         if not config.model:
             self.state = StageState("unavailable", "no reranker model configured (`gemner train reranker`)")
         else:
-            try:
-                from ..rerank.apply import EntityReranker
-                from ..rerank.filter import SampleFilter
-                from ..rerank.model import Reranker
+            from ..rerank import lazy
+            from ..rerank.filter import SampleFilter
 
-                reranker = Reranker.load(config.model, device=config.device, trust_remote_code=trust_remote_code)
+            try:
+                lazy.check(config.model)
                 sample_filter = SampleFilter(config.gamma, rerank_all=not config.sample_filter, k=config.k)
-                self.run = EntityReranker.build(reranker, sample_filter, schema, config.mode)
-            except (MissingWeightsError, FileNotFoundError, OSError, DataError) as err:
+                self.run = lazy.LazyEntityReranker(self._load, sample_filter, lazy.model_kind(config.model))
+            except (MissingWeightsError, ValueError, OSError) as err:
                 self.state = StageState("unavailable", str(err))
         if self.state.state == "unavailable":
             notify(f"rerank: {self.state.detail}; the recogniser's labels are kept")
 
+    def _load(self):
+        """The EntityReranker; when the weights fail to load after all, the stage becomes unavailable
+        and the labels are kept."""
+        from ..rerank.apply import EntityReranker
+        from ..rerank.model import Reranker
+
+        assert self.run is not None
+        try:
+            reranker = Reranker.load(self.config.model, device=self.config.device,
+                                     trust_remote_code=self.trust_remote_code)
+            return EntityReranker.build(reranker, self.run.sample_filter, self.schema, self.config.mode)
+        except (MissingWeightsError, FileNotFoundError, OSError, DataError) as err:
+            self.state = StageState("unavailable", str(err))
+            self.notify(f"rerank: {err}; the recogniser's labels are kept")
+            return _KeepLabels()
+
     @property
     def wants_images(self) -> bool:
-        return self.run is not None and self.run.reranker.kind == "vision"
+        return self.run is not None and self.run.kind == "vision"
 
     def rerank(self, post: Post, entities: list[PredictedEntity], caption: str, image: Any, log: IssueLog
                ) -> list[PredictedEntity]:
@@ -199,20 +218,63 @@ class RerankRunner:
         return self.run.rerank_entities(entities, PostContext(post.id, post.tokens, image, caption), log)
 
 
+class _KeepLabels:
+    """Stands in for a reranker that failed to load: every entity keeps the recogniser's label."""
+
+    def rerank_entities(self, entities, post, log) -> list[PredictedEntity]:
+        return list(entities)
+
+    def rerank_posts(self, posts, log) -> list[list[PredictedEntity]]:
+        return [list(entities) for entities, _ in posts]
+
+
+def _grounder_models(config) -> list[str]:
+    """The model names the grounder will load (the SAM checkpoint only with the `sam` segmenter)."""
+    return [config.itm_model, *([config.sam_model] if config.segmenter == "sam" else [])]
+
+
+class _LazyGrounder:
+    """A `Grounder` loaded on first use."""
+
+    def __init__(self, load: Callable[[], Any]) -> None:
+        self._load = load
+        self.loaded: Any = None
+
+    def load(self) -> Any:
+        if self.loaded is None:
+            self.loaded = self._load()
+        return self.loaded
+
+    def ground(self, *args: Any, **kwargs: Any) -> Any:
+        return self.load().ground(*args, **kwargs)
+
+
 class GroundRunner:
+    """The grounder, checked at start (its weights are there) and loaded for the first post with an image."""
+
     def __init__(self, config, notify: Notify, *, trust_remote_code: bool = False):
         self.config = config
+        self.notify = notify
+        self.trust_remote_code = trust_remote_code
         self.state = StageState() if config.enabled else StageState("off")
-        self.grounder = None
+        self.grounder = None  # a _LazyGrounder while the stage is on
         if self.state.state != "on":
             return
-        try:
-            from ..ground.grounder import Grounder
+        missing = [name for name in _grounder_models(config) if not is_available(name)]
+        if missing:
+            self._unavailable(missing_message(missing[0]))
+        else:
+            self.grounder = _LazyGrounder(self._load)
 
-            self.grounder = Grounder.from_config(config, trust_remote_code=trust_remote_code)  # a GrounderConfig
-        except (MissingWeightsError, FileNotFoundError, OSError) as err:
-            self.state = StageState("unavailable", str(err))
-            notify(f"ground: {err}; boxes are marked not computed")
+    def _load(self):
+        from ..ground.grounder import Grounder
+
+        return Grounder.from_config(self.config, trust_remote_code=self.trust_remote_code)  # a GrounderConfig
+
+    def _unavailable(self, reason: str) -> None:
+        self.state = StageState("unavailable", reason)
+        self.grounder = None
+        self.notify(f"ground: {reason}; boxes are marked not computed")
 
     def ground(self, results: Sequence[PostResult], keep_heatmaps: bool) -> None:
         """Fill in box, box_status, scores.itm and scores.peak for the posts whose image is loaded."""
@@ -230,6 +292,13 @@ class GroundRunner:
                 continue
             batch.append(result)
         if not batch:
+            return
+        try:
+            self.grounder.load()
+        except (MissingWeightsError, FileNotFoundError, OSError, ValueError) as err:
+            self._unavailable(str(err))
+            for result in batch:
+                result.stages["ground"] = str(self.state)
             return
         category = self.config.category_field
         queries = [[Query(e.text, getattr(e, category)) for e in r.entities] for r in batch]
