@@ -12,6 +12,23 @@ from gemner.rerank.tiny import TINY_CHATML_TEMPLATE, build_tiny_causal_lm
 
 
 @pytest.fixture(autouse=True, scope="session")
+def private_caches(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Converted weights and LLM answers go to a folder of this run, never the user's ~/.cache."""
+    import os
+
+    root = tmp_path_factory.mktemp("cache")
+    saved = {name: os.environ.get(name) for name in ("GEMNER_CACHE", "GEMNER_KNOWLEDGE_CACHE")}
+    os.environ["GEMNER_CACHE"] = str(root)
+    os.environ["GEMNER_KNOWLEDGE_CACHE"] = str(root / "knowledge.sqlite")
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+@pytest.fixture(autouse=True, scope="session")
 def one_thread() -> Iterator[None]:
     """Tiny models gain nothing from threads, and on a busy 2-core machine threads contend badly.
     Session-wide, so that module fixtures that train a model run on one thread too."""
