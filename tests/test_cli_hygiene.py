@@ -9,38 +9,23 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from gemner import __version__
 from gemner.cli.main import app
-from gemner.pipeline.config import PipelineConfig
+from gemner.pipeline.testing import tiny_pipeline_config
 from gemner.progress import silenced_progress_bars
-from gemner.recognize.config import RecognizerConfig
-from gemner.recognize.testing import TINY_SCHEMA, make_tiny_encoder, synthetic_posts
-from gemner.recognize.train import train_recognizer
-from gemner.rerank.tiny import build_tiny_causal_lm
 
 runner = CliRunner()
 MISSING_ITM = "no-such-itm-weights"
 
 
 @pytest.fixture(scope="module")
-def config(tmp_path_factory) -> Path:
-    """A recogniser and a reranker that reranks nothing (gamma far above any entropy; its loading draws
-    transformers' bar), and a grounder whose weights are missing (so the pipeline has a note to give)."""
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("hygiene")
-    encoder = make_tiny_encoder(root / "encoder", hidden=32)
-    settings = RecognizerConfig(encoder=str(encoder), batch_size=16, epochs=1)
-    train_recognizer(settings, TINY_SCHEMA, synthetic_posts(32, seed=1), synthetic_posts(8, seed=2, prefix="d"),
-                     root / "recognizer", progress=False, log=lambda _m: None)
-    pipeline = PipelineConfig.model_validate({
-        "name": "tiny", "knowledge": {"enabled": False}, "recognizer": {"model": str(root / "recognizer")},
-        "rerank": {"model": str(build_tiny_causal_lm(root / "lm")), "gamma": 100.0, "k": 3},
-        "ground": {"itm_model": MISSING_ITM, "segmenter": "region"},
-    })
-    path = root / "tiny.yaml"
+def config(tmp_path_factory, tiny_pipeline_models) -> Path:
+    """The tiny trained pipeline, reranking every entity it finds (loading the reranker draws transformers'
+    bar), with a grounder whose weights are missing (so the pipeline has a note to give)."""
+    pipeline = tiny_pipeline_config(tiny_pipeline_models, ground={"itm_model": MISSING_ITM})
+    path = tmp_path_factory.mktemp("hygiene") / "tiny.yaml"
     path.write_text(pipeline.to_yaml())
     return path
 
@@ -83,10 +68,11 @@ def test_dash_reads_posts_from_stdin_and_writes_predictions_to_stdout(config):
 
 
 def test_no_progress_silences_the_libraries_bars(config):
-    shown = runner.invoke(app, ["predict", "--config", str(config), "--text", "Obama visits Paris"])
+    text = "obama visits paris"  # the tiny recogniser finds entities here, so the reranker loads
+    shown = runner.invoke(app, ["predict", "--config", str(config), "--text", text])
     assert shown.exit_code == 0, shown.output
-    assert "Loading weights" in shown.stderr  # transformers draws a bar while loading the encoder
-    quiet = _predict(config, "--text", "Obama visits Paris")
+    assert "Loading weights" in shown.stderr  # transformers draws a bar while loading a model
+    quiet = _predict(config, "--text", text)
     assert quiet.exit_code == 0, quiet.output
     assert "Loading weights" not in quiet.stderr and "it/s" not in quiet.stderr, quiet.stderr
 

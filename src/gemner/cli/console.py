@@ -1,12 +1,16 @@
 """The two consoles every command prints through.
 
 Both never wrap (`soft_wrap=True`): an error or a note is one line whatever the terminal width, so logs,
-scripts and tests can read it. Results go to `out` (stdout); notes, warnings and errors go to `err`.
+scripts and tests can read it. Results go to `out` (stdout); notes, warnings and errors go to `err`, through
+`error`, `warning`, `note` and `warnings`, which print the message as text (never as rich markup).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from rich.console import Console
+from rich.markup import escape
 
 out = Console(soft_wrap=True, highlight=False)
 err = Console(stderr=True, soft_wrap=True, highlight=False)
@@ -29,3 +33,28 @@ def print_json_line(record: object) -> None:
 
     out.file.write(json.dumps(record, ensure_ascii=False) + "\n")
     out.file.flush()
+
+
+def _say(label: str, message: object) -> None:
+    # The message is text, not markup: a path or a reason with "[...]" must print as it is.
+    err.print(f"{label} {escape(str(message))}", highlight=False)
+
+
+def error(message: object) -> None:
+    _say("[bold red]error:[/]", message)
+
+
+def warning(message: object) -> None:
+    _say("[yellow]warning:[/]", message)
+
+
+def note(message: object) -> None:
+    _say("[yellow]note:[/]", message)
+
+
+def warnings(issues: Sequence[object], shown: int = 20) -> None:
+    """Each issue on its own line, the first `shown` of them, then how many more there are."""
+    for issue in issues[:shown]:
+        warning(issue)
+    if len(issues) > shown:
+        warning(f"... {len(issues) - shown} more")

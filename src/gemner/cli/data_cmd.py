@@ -11,6 +11,7 @@ from rich.table import Table
 
 from .app import data_app
 from .console import out as console
+from .console import warnings
 from .errors import friendly_errors
 
 DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help="gmner | gmner-v2 | fmnerg, or an upstream "
@@ -60,8 +61,7 @@ def convert(
     from ..data.convert import convert_upstream
 
     log = convert_upstream(txt, out, xml, strict=False)
-    for issue in log.issues:
-        console.print(f"[yellow]warning:[/] {issue}", highlight=False)
+    warnings(log.issues, shown=len(log.issues))  # the point of the command: every problem
     console.print(f"wrote {out} ({log.summary()})")
 
 
@@ -79,8 +79,7 @@ def validate(
     if schema not in SCHEMAS:
         raise DataError(f"unknown schema {schema!r}; choose one of {', '.join(SCHEMAS)}")
     dataset = load_conll_split(txt, SCHEMAS[schema], boxes=xml, strict=strict)
-    for issue in dataset.issues:
-        console.print(f"[yellow]warning:[/] {issue}", highlight=False)
+    warnings(dataset.issues, shown=len(dataset.issues))
     n_entities = sum(len(p.entities) for p in dataset.posts)
     console.print(f"{len(dataset.posts)} posts, {n_entities} entities kept; {len(dataset.issues)} issues")
     if dataset.issues:

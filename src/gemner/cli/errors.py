@@ -10,7 +10,7 @@ import typer
 
 from ..data.issues import DataError
 from ..hub import MissingWeightsError, RemoteCodeError
-from .console import err as err_console
+from .console import error
 
 F = TypeVar("F", bound=Callable)
 
@@ -25,7 +25,7 @@ def friendly_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except EXPECTED_ERRORS as err:
-            err_console.print(f"[bold red]error:[/] {err}", highlight=False)
+            error(err)
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]

@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 
 from .app import app
-from .console import err as err_console
 from .console import out as console
+from .console import warnings
 from .errors import friendly_errors
 
 
@@ -34,7 +34,7 @@ def evaluate(
     from ..evaluation.report import render
 
     evaluation = evaluate_files(gold, pred, schema=schema, boxes=boxes, match=match, strict=strict)
-    _warn(evaluation.gold_issues + evaluation.prediction_issues)
+    warnings(evaluation.gold_issues + evaluation.prediction_issues)
     report = evaluation.report
     console.print(render(report, per_type=per_type))
     if report.missing_posts:
@@ -48,8 +48,3 @@ def evaluate(
     console.print(f"scores written to {output}")
 
 
-def _warn(issues, limit: int = 20) -> None:
-    for issue in issues[:limit]:
-        err_console.print(f"[yellow]warning:[/] {issue}", highlight=False)
-    if len(issues) > limit:
-        err_console.print(f"[yellow]warning:[/] {len(issues) - limit} more problems not shown", highlight=False)

@@ -12,6 +12,7 @@ import typer
 from ..data.issues import DataIssue
 from .app import app
 from .console import err as console
+from .console import warnings
 from .errors import friendly_errors
 
 SHOWN_ISSUES = 20
@@ -22,10 +23,7 @@ LabelsOpt = Annotated[str | None, typer.Option(
 
 def show_issues(issues: Sequence[DataIssue]) -> None:
     """The first problems found in the input, one line each, and how many more."""
-    for issue in issues[:SHOWN_ISSUES]:
-        console.print(f"[yellow]warning:[/] {issue}", highlight=False)
-    if len(issues) > SHOWN_ISSUES:
-        console.print(f"[yellow]warning:[/] ... and {len(issues) - SHOWN_ISSUES} more", highlight=False)
+    warnings(issues, SHOWN_ISSUES)
 
 
 @app.command("export")

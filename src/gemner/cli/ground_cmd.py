@@ -12,6 +12,7 @@ from rich.table import Table
 from .app import TrustRemoteCodeOpt, app, train_app
 from .console import err as err_console
 from .console import out as console
+from .console import warnings
 from .errors import friendly_errors
 from .options import RetryOpt, ThreadsOpt
 
@@ -133,8 +134,7 @@ def _ground_file(grounder, predictions: Path, images: Path | None, output: Path,
     log = IssueLog()
     counts, stats = ground_predictions(grounder, predictions, output, images_dir=images, log=log,
                                        retry_errors=retry_errors)
-    for issue in log.issues:
-        err_console.print(f"[yellow]warning:[/] {issue}", highlight=False)
+    warnings(log.issues)
     err_console.print(f"wrote {output}: {counts.summary()}; {stats.summary()}", highlight=False)
 
 
@@ -201,7 +201,4 @@ def train_grounder(
             trust_remote_code=trust_remote_code,
             log=lambda line: err_console.print(line, highlight=False))
     finally:
-        for issue in log.issues[:20]:
-            err_console.print(f"[yellow]warning:[/] {issue}", highlight=False)
-        if len(log.issues) > 20:
-            err_console.print(f"[yellow]warning:[/] ... {len(log.issues) - 20} more ({log.summary()})")
+        warnings(log.issues)

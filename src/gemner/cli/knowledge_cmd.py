@@ -13,6 +13,7 @@ import typer
 from ..knowledge.builder import LLMSettings
 from .app import TrustRemoteCodeOpt, app
 from .console import err as console
+from .console import error, note
 from .errors import friendly_errors
 
 knowledge_app = typer.Typer(help="Knowledge augmentation (paper §3.2.1): captions + LLM explanations.",
@@ -30,7 +31,7 @@ CacheOpt = Annotated[Path | None, typer.Option(
 
 
 def _note(message: str) -> None:
-    console.print(f"[yellow]note:[/] {message}", highlight=False)
+    note(message)
 
 
 def _source(dataset: str | None, posts: Path | None) -> str | None:
@@ -147,7 +148,7 @@ def build(
     if report.interrupted:
         raise typer.Exit(130)  # the shell's code for "stopped by Ctrl-C"
     if report.failed:  # an unreachable server fails every post: never a quiet success
-        console.print(f"[bold red]error:[/] {report.failed} of {report.total_posts} posts failed", highlight=False)
+        error(f"{report.failed} of {report.total_posts} posts failed")
         raise typer.Exit(1)
 
 
@@ -159,9 +160,9 @@ def print_report(report: Any, cache_path: Path) -> None:
     if report.answered:
         console.print(f"{report.parse_failures} answers had no parsable JSON (kept as raw text), "
                       f"{report.truncated} hit the token limit")
-    for error, ids in sorted(report.failures.items(), key=lambda kv: -len(kv[1])):
+    for reason, ids in sorted(report.failures.items(), key=lambda kv: -len(kv[1])):
         shown = ", ".join(ids[:5]) + (" ..." if len(ids) > 5 else "")
-        console.print(f"[red]failed[/] {len(ids)} posts: {error} (posts {shown})")
+        console.print(f"[red]failed[/] {len(ids)} posts: {reason} (posts {shown})")
     if report.interrupted or report.remaining > 0:
         why = "interrupted" if report.interrupted else "not finished"
         console.print(f"[yellow]{why}:[/] everything answered so far is saved in {cache_path}; "

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from .app import TrustRemoteCodeOpt, app
-from .console import STDIO, print_json_line, result_format
+from .console import STDIO, error, note, print_json_line, result_format, warnings
 from .console import err as console
 from .console import out as out_console
 from .errors import friendly_errors
@@ -123,20 +123,18 @@ def predict(
     if engine != "local":
         raise typer.BadParameter(f"--engine {engine!r}: choose local or ray")
     with silenced_progress_bars(not progress):  # from model loading on: the libraries draw bars too
-        gem = GEM(pipeline, notify=lambda message: console.print(f"[yellow]note:[/] {message}", highlight=False),
+        gem = GEM(pipeline, notify=note,
                   trust_remote_code=trust_remote_code)
         console.print(f"stages: {gem.stage_summary()}", highlight=False)
         if output is None:
             _predict_one(gem, posts, result_format(format), visualize)
             return
         skipped = [(r.id, r.error) for r in rejected]
-        for issue in log.issues:
-            console.print(f"[yellow]warning:[/] {issue}", highlight=False)
+        warnings(log.issues)
         counts, pictures = predict_to_file(gem, posts, output, resume=resume, batch_size=batch_size,
                                            visualize=visualize, rejected=skipped, inputs=[input],
                                            progress=progress, retry_errors=retry_errors)
-    for issue in gem.log.issues:
-        console.print(f"[yellow]warning:[/] {issue}", highlight=False)
+    warnings(gem.log.issues)
     written = "standard output" if str(output) == STDIO else output
     console.print(f"wrote {written}: {counts.summary()}{f', {pictures} pictures in {visualize}' if visualize else ''}",
                   highlight=False)
@@ -146,7 +144,7 @@ def _predict_one(gem, posts, shown_as: str, visualize: Path | None) -> None:
     """The single `--text` post: its triples on stdout as one JSON line or as a table (`--format`)."""
     result = next(gem.predict_batch(posts, keep_heatmaps=visualize is not None))
     if result.error:
-        console.print(f"[red]error:[/] {result.error}")
+        error(result.error)
         raise typer.Exit(1)
     if shown_as == "table":
         _show(result.entities)

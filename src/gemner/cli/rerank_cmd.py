@@ -12,6 +12,7 @@ from ..rerank.config import PAPER_GAMMA, PAPER_K
 from .app import TrustRemoteCodeOpt, app, train_app
 from .console import err as console
 from .console import out as out_console
+from .console import warnings
 from .errors import friendly_errors
 from .options import RetryOpt
 
@@ -87,10 +88,7 @@ def rerank(
             reranker, predictions, output, sample_filter=SampleFilter(cfg.gamma, rerank_all, cfg.k),
             schema=SCHEMAS[dataset] if dataset else None, captions=read_captions(knowledge), mode=cfg.mode,
             log=log, retry_errors=retry_errors, progress=progress)
-    for issue in log.issues[:20]:
-        console.print(f"[yellow]warning:[/] {issue}", highlight=False)
-    if len(log.issues) > 20:
-        console.print(f"[yellow]... {len(log.issues) - 20} more warnings[/]")
+    warnings(log.issues)
     console.print(f"wrote {output}: {counts.summary()}; {stats.summary()}", highlight=False)
 
 
@@ -108,8 +106,7 @@ def sample_filter(
 
     log = IssueLog()
     count = sample_filter_file(predictions, reranked, output, gamma, log)
-    for issue in log.issues[:20]:
-        console.print(f"[yellow]warning:[/] {issue}", highlight=False)
+    warnings(log.issues)
     console.print(f"wrote {output}: {count} posts, gamma {gamma}", highlight=False)
 
 
@@ -223,8 +220,7 @@ def calibrate_gamma(
         raise DataError(f"--edges must be comma-separated numbers, got {edges!r}") from None
     log = IssueLog()
     result = calibrate_files(load_split(dataset, split).posts, predictions, reranked, bins, edge_list, log)
-    for issue in log.issues:
-        console.print(f"[yellow]warning:[/] {issue}", highlight=False)
+    warnings(log.issues)
     table = Table(title=f"{dataset} {split}: precision per entropy bin")
     for column in ("H from", "H to", "entities", "recogniser %", "reranker %", f"gold in top-{k} %"):
         table.add_column(column, justify="right")
