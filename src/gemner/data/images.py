@@ -20,6 +20,7 @@ into a per-post error.
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from collections.abc import Sequence
@@ -128,3 +129,39 @@ def to_loaded(image: Image.Image, coords: Sequence[float]) -> list[float]:
     if sx == 1 and sy == 1:
         return list(coords)
     return [v * (sx if i % 2 == 0 else sy) for i, v in enumerate(coords)]
+
+
+class ImageTooLargeError(ImageError):
+    """An image over a size limit (bytes or pixels), as opposed to a broken one."""
+
+
+def load_image_bytes(data: bytes, *, name: str = "upload", limit_bytes: int | None = None,
+                     limit_pixels: int | None = None, limit_side: int | None = None) -> Image.Image:
+    """`load_image` for an image held in memory (an upload): the same header check before decoding, the
+    same downscale and RGB result. `ImageTooLargeError` over `limit_bytes` or the pixel limit,
+    `ImageError` when the bytes are not a usable image; `name` only labels the messages."""
+    limit_pixels = max_pixels() if limit_pixels is None else limit_pixels
+    limit_side = max_side() if limit_side is None else limit_side
+    if limit_bytes is not None and len(data) > limit_bytes:
+        raise ImageTooLargeError(f"image {name} is {len(data):,} bytes, over the limit of {limit_bytes:,}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit is checked below
+            with Image.open(io.BytesIO(data)) as image:
+                size = image.size
+                if size[0] * size[1] > limit_pixels:
+                    raise ImageTooLargeError(f"image {name} is {size[0]}x{size[1]} pixels, over the limit of "
+                                             f"{limit_pixels:,}")
+                image.draft("RGB", (limit_side, limit_side))
+                image.load()
+                if max(image.size) > limit_side:
+                    image.thumbnail((limit_side, limit_side), Image.Resampling.LANCZOS)
+                rgb = image.convert("RGB")
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as err:
+        raise ImageTooLargeError(f"image {name} is over the limit of {limit_pixels:,} pixels ({err})") from None
+    except (OSError, SyntaxError, ValueError, MemoryError) as err:
+        raise ImageError(f"unreadable image {name} ({type(err).__name__}: {err})") from None
+    rgb.info[ORIGINAL_SIZE] = size
+    return rgb
