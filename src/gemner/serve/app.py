@@ -134,19 +134,20 @@ def create_app(config: PipelineConfig, settings: ServeSettings,
 
     @app.post("/v1/entities", tags=["entities"], dependencies=token, responses=_record_doc(RECORD_EXAMPLE),
               openapi_extra=_body_doc(PostIn.model_json_schema(), multipart=True))
-    async def entities(request: Request) -> dict[str, Any]:
+    async def entities(request: Request) -> JSONResponse:
         """One post (JSON with base64 `image`, or multipart with an `image` file) -> its record: the
         entities with their type, coarse type, scores and box, and each stage's state."""
         submission = await read_one(request, settings)
-        return (await service.predict([submission], request_id(request.scope), request))[0]
+        # records are plain JSON already: JSONResponse skips FastAPI's per-field encoder
+        return JSONResponse((await service.predict([submission], request_id(request.scope), request))[0])
 
     @app.post("/v1/entities:batch", tags=["entities"], dependencies=token,
               responses=_record_doc({"results": [RECORD_EXAMPLE]}),
               openapi_extra=_body_doc(BATCH_SCHEMA, multipart=False))
-    async def entities_batch(request: Request) -> dict[str, Any]:
+    async def entities_batch(request: Request) -> JSONResponse:
         """Several posts `{"posts": [...]}` -> `{"results": [...]}`, one record per post, in order."""
         submissions = await read_batch(request, settings)
-        return {"results": await service.predict(submissions, request_id(request.scope), request)}
+        return JSONResponse({"results": await service.predict(submissions, request_id(request.scope), request)})
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:

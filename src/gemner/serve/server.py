@@ -24,13 +24,6 @@ def _log_config() -> dict:
     return config
 
 
-def _set_threads(settings: ServeSettings) -> None:
-    if settings.threads:
-        import torch
-
-        torch.set_num_threads(settings.threads)
-
-
 def app_from_environment():
     """The app of one worker process (uvicorn's factory when `workers` > 1)."""
     from .app import create_app
@@ -39,7 +32,6 @@ def app_from_environment():
     values = json.loads(os.environ[SETTINGS_ENV])
     trust_remote_code = bool(values.pop("trust_remote_code", False))
     settings = ServeSettings.from_environment(**values)
-    _set_threads(settings)
     return create_app(load_config(os.environ[CONFIG_ENV]), settings,
                       functools.partial(build_gem, trust_remote_code=trust_remote_code))
 
@@ -57,7 +49,6 @@ def serve(config: str | Path, settings: ServeSettings, *, trust_remote_code: boo
     if settings.workers == 1:
         from .app import create_app
 
-        _set_threads(settings)
         uvicorn.run(create_app(pipeline, settings, functools.partial(build_gem, trust_remote_code=trust_remote_code)),
                     **common)
         return

@@ -59,6 +59,14 @@ def heatmap_png(heatmap: Any) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def _set_threads(threads: int | None) -> None:
+    """torch's thread count, set in the pipeline's own thread (OpenMP keeps it per thread)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 async def _until_disconnected(request: Request) -> None:
     """Return when the caller closes the connection (the body has been read, so only that can arrive)."""
     while (await request.receive())["type"] != "http.disconnect":
@@ -72,7 +80,8 @@ class Service:
         self._build = build
         self.pipeline: Pipeline | None = None
         self.load_error: str | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gemner-pipeline")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gemner-pipeline",
+                                            initializer=_set_threads, initargs=(settings.threads,))
         self._images = Path(tempfile.mkdtemp(prefix="gemner-serve-"))
         self.batcher: Batcher | None = None
         self._loading: asyncio.Future | None = None
@@ -172,6 +181,7 @@ class Service:
         if results in done:
             return results.result()
         results.cancel()  # cancels each post's future: the batcher drops those not yet running
+        results.add_done_callback(lambda f: f.cancelled() or f.exception())  # read, so asyncio does not warn
         if gone in done:
             log.info("request %s: the caller disconnected", request_id)
             raise ApiError(499, "the caller closed the connection")
