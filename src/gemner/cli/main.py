@@ -16,6 +16,7 @@ from . import (  # noqa: F401  (each module registers its commands)
     recognize_cmd,
     reproduce_cmd,
     rerank_cmd,
+    serve_cmd,
 )
 from .app import app
 

@@ -56,23 +56,28 @@ def max_side() -> int:
     return _env_int("GEMNER_MAX_IMAGE_SIDE", DEFAULT_MAX_SIDE)
 
 
+class ImageTooLargeError(ImageError):
+    """An image over a size limit (bytes or pixels), as opposed to a broken one."""
+
+
 def load_image(source: str | Path | bytes | Image.Image, *, limit_pixels: int | None = None,
-               limit_side: int | None = None) -> Image.Image:
+               limit_side: int | None = None, label: str | None = None) -> Image.Image:
     """Open, check, decode (downscaled to `limit_side`) and convert an image to RGB; `ImageError` if unusable.
 
     `source`: a file path, the bytes of an image file, or a PIL image (the caller's image is not
-    changed; the same pixel limit applies to it, and the result is a downscaled RGB copy)."""
+    changed; the same pixel limit applies to it, and the result is a downscaled RGB copy). `label` names
+    the image in messages. Over the pixel limit: `ImageTooLargeError`."""
     limit_pixels = max_pixels() if limit_pixels is None else limit_pixels
     limit_side = max_side() if limit_side is None else limit_side
     if isinstance(source, Image.Image):
-        name, opener = "the given image", None
+        name, opener = label or "the given image", None
     elif isinstance(source, bytes | bytearray | memoryview):
-        name, opener = f"the given image ({len(source):,} bytes)", lambda: io.BytesIO(bytes(source))
+        name, opener = label or f"the given image ({len(source):,} bytes)", lambda: io.BytesIO(bytes(source))
     else:
         path = Path(source)
         if not path.is_file():
             raise ImageError(f"image {path} not found")
-        name, opener = f"image {path}", lambda: path
+        name, opener = label or f"image {path}", lambda: path
     try:
         if opener is None:
             return _decoded(source, name, limit_pixels, limit_side, opened=False)
@@ -83,7 +88,7 @@ def load_image(source: str | Path | bytes | Image.Image, *, limit_pixels: int | 
     except ImageError:
         raise
     except Image.DecompressionBombError as err:  # Pillow's own ceiling, checked as it reads the header
-        raise ImageError(f"{name} is over the limit of {limit_pixels:,} pixels ({err})") from None
+        raise ImageTooLargeError(f"{name} is over the limit of {limit_pixels:,} pixels ({err})") from None
     except (OSError, SyntaxError, ValueError, MemoryError) as err:
         raise ImageError(f"unreadable {name} ({type(err).__name__}: {err})") from None
 
@@ -93,7 +98,7 @@ def _decoded(image: Image.Image, name: str, limit_pixels: int, limit_side: int, 
     place); else a caller's image, copied before it is resized."""
     size = image.size
     if size[0] * size[1] > limit_pixels:
-        raise ImageError(f"{name} is {size[0]}x{size[1]} pixels, over the limit of "
+        raise ImageTooLargeError(f"{name} is {size[0]}x{size[1]} pixels, over the limit of "
                          f"{limit_pixels:,} (GEMNER_MAX_IMAGE_PIXELS)")
     if opened:
         image.draft("RGB", (limit_side, limit_side))  # JPEG decodes at 1/2, 1/4, 1/8 scale
@@ -150,3 +155,12 @@ def to_loaded(image: Image.Image, coords: Sequence[float]) -> list[float]:
     if sx == 1 and sy == 1:
         return list(coords)
     return [v * (sx if i % 2 == 0 else sy) for i, v in enumerate(coords)]
+
+
+
+def load_image_bytes(data: bytes, *, name: str = "upload", limit_bytes: int | None = None,
+                     limit_pixels: int | None = None, limit_side: int | None = None) -> Image.Image:
+    """`load_image` for an upload: first a byte limit (`ImageTooLargeError`), then the same checks."""
+    if limit_bytes is not None and len(data) > limit_bytes:
+        raise ImageTooLargeError(f"image {name} is {len(data):,} bytes, over the limit of {limit_bytes:,}")
+    return load_image(data, limit_pixels=limit_pixels, limit_side=limit_side, label=f"image {name}")
