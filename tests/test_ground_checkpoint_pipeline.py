@@ -42,9 +42,10 @@ def test_the_pipeline_loads_the_trained_folder_with_its_tuned_threshold(trained)
     ground = GroundRunner(GroundStage.model_validate({"itm_model": str(output), "segmenter": "region"}), print)
     assert ground.state.state == "on"
     assert settings["threshold"] != GroundStage().threshold  # tuned, so it tells the two apart
-    assert ground.grounder.config.threshold == settings["threshold"]
+    grounder = ground.grounder.load()  # loaded on first need; here, now
+    assert grounder.config.threshold == settings["threshold"]
     saved = load_file(str(output / "model.safetensors"))
-    loaded = ground.grounder.matcher.model.state_dict()
+    loaded = grounder.matcher.model.state_dict()
     name = next(k for k in saved if k in loaded and saved[k].dtype.is_floating_point)
     assert torch.equal(loaded[name].cpu(), saved[name])  # the fine-tuned weights, not the base model's
     base = load_file(str(itm / "model.safetensors"))
@@ -52,4 +53,4 @@ def test_the_pipeline_loads_the_trained_folder_with_its_tuned_threshold(trained)
     # a threshold set in the pipeline's configuration wins over the tuned one
     explicit = GroundRunner(GroundStage.model_validate({"itm_model": str(output), "segmenter": "region",
                                                          "threshold": 0.9}), print)
-    assert explicit.grounder.config.threshold == 0.9
+    assert explicit.grounder.load().config.threshold == 0.9
