@@ -99,7 +99,8 @@ def reranker_rows(device: torch.device) -> list[tuple[str, str, float]]:
     entities = 64
     prompts = [[*static.ids, *torch.randint(100, 32000, (60 + i % 40,), generator=generator).tolist()]
                for i in range(entities)]
-    answers = [[torch.randint(100, 32000, (1 + j % 3,), generator=generator).tolist() + [2] for j in range(5)]
+    answers = [[torch.randint(100, 32000, (1 + j % 3,), generator=generator).tolist() + [2]  # noqa: RUF005
+                for j in range(5)]
                for _ in range(entities)]
     one = 8  # entities timed one at a time (the rate does not depend on how many)
 
@@ -111,8 +112,6 @@ def reranker_rows(device: torch.device) -> list[tuple[str, str, float]]:
 
     naive = one / timed(one_by_one, repeats=2)
     batched = entities / timed(lambda: batched_prefix_logprobs(model, prompts, answers, 0, static), repeats=2)
-    del model, static
-    torch.cuda.empty_cache()
     return [("reranker (7B-class decoder)", "one entity at a time, K=5, bf16", naive),
             ("reranker (7B-class decoder)", f"{entities} entities batched, K=5, bf16 ({batched / naive:.1f}x)",
              batched)]
