@@ -9,7 +9,13 @@ Two runs on the same benchmark posts (FMNERG test, first N):
   threshold is 0, so every entity is traced and segmented: the most work a post can cost.
 
     python benchmarks/pipeline_speed.py --posts 64 --threads 1
+    python benchmarks/pipeline_speed.py --posts 1500 --threads 2 --compare --gammas 0.82 0.2
     python benchmarks/pipeline_speed.py --posts 32 --threads 1 --paper-vision --vision-posts 8 [--sam slimsam-50]
+
+`--compare` times, in one process (same machine load), at each `--gammas` value: the recogniser
+alone (rerank off), the pipeline with batched reranking (the hard entities of a whole batch of posts
+scored together), and the pipeline reranking entity by entity (the scorer before batching), then
+prints posts/s of each, the new/old ratio and the pipeline/recogniser time ratio.
 
 Stage times come from wrapping the pipeline's four stage runners (knowledge, recognise, rerank,
 ground) with wall-clock timers; "other" is the rest (tokenising, result objects).
@@ -45,6 +51,42 @@ def add_stage_timers(gem, seconds: dict[str, float]) -> None:
                 seconds[_name] += time.perf_counter() - start
 
         setattr(runner, method_name, timed)
+
+
+def entity_by_entity(gem) -> None:
+    """Make `gem` rerank each post's entities one at a time (the path before batched reranking)."""
+    runner = gem.reranker
+
+    def one_post_at_a_time(items, log):
+        return [runner.rerank(post, entities, caption, image, log) for post, entities, caption, image in items]
+
+    runner.rerank_many = one_post_at_a_time
+
+
+def compare(preset: str, posts, batch_size: int, gammas: list[float]) -> None:
+    """Recogniser alone vs batched vs entity-by-entity reranking, posts/s and ratios, one process."""
+    from gemner import GEM
+
+    alone = GEM.from_pretrained(preset, {"rerank": {"enabled": False}})
+    timers: dict[str, float] = defaultdict(float)
+    recogniser_s, _, _ = run(alone, posts, batch_size, timers)
+    print(f"\nrecogniser alone (rerank off): {len(posts)} posts, {recogniser_s:.1f} s -> "
+          f"{len(posts) / recogniser_s:.1f} posts/s")
+    print("| gamma | hard entities | batched s | batched posts/s | entity-by-entity s | entity-by-entity posts/s "
+          "| new/old speed-up | batched / recogniser time | rerank share (batched) |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for gamma in gammas:
+        new_gem = GEM.from_pretrained(preset, {"rerank": {"gamma": gamma}})
+        timers = defaultdict(float)
+        add_stage_timers(new_gem, timers)
+        new_s, new_stages, _ = run(new_gem, posts, batch_size, timers)
+        hard = new_gem.reranker.run.stats.reranked
+        old_gem = GEM.from_pretrained(preset, {"rerank": {"gamma": gamma}})
+        entity_by_entity(old_gem)
+        old_s, _, _ = run(old_gem, posts, batch_size, defaultdict(float))
+        share = 100 * new_stages.get("reranker", 0.0) / new_s
+        print(f"| {gamma} | {hard} | {new_s:.1f} | {len(posts) / new_s:.1f} | {old_s:.1f} | {len(posts) / old_s:.1f} "
+              f"| {old_s / new_s:.2f}x | {new_s / recogniser_s:.2f}x | {share:.0f} % |", flush=True)
 
 
 def random_image(folder: Path) -> Path:
@@ -100,11 +142,19 @@ def main() -> None:
     parser.add_argument("--vision-posts", type=int, default=8, help="posts of the --paper-vision run")
     parser.add_argument("--sam", default="sam-vit-base", help="sam-vit-base | slimsam-50 | slimsam-77")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--compare", action="store_true",
+                        help="recogniser alone vs batched vs entity-by-entity reranking, in one process")
+    parser.add_argument("--gammas", type=float, nargs="+", default=[0.82, 0.2], help="sample filter thresholds")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
     posts = load_dataset(args.dataset, "test").posts[:args.posts]
+    if args.compare:
+        print(f"preset {args.preset}, {torch.get_num_threads()} threads, {len(posts)} {args.dataset} test posts, "
+              f"batches of {args.batch_size}")
+        compare(args.preset, posts, args.batch_size, args.gammas)
+        return
     gem = GEM.from_pretrained(args.preset, notify=lambda message: print(f"  note: {message}"))
     print(f"preset {args.preset}, stages {gem.stages()}, {torch.get_num_threads()} threads, "
           f"{args.dataset} test posts")

@@ -166,3 +166,29 @@ def test_every_command_has_help(command):
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0, result.output
     assert "Usage" in result.output
+
+
+def test_a_post_whose_rerank_fails_fails_alone_in_a_batched_rerank(models, tmp_path, monkeypatch):
+    from gemner.rerank import apply
+
+    posts = _posts(tmp_path, 4)
+    gem = GEM(_config(models, ground={"enabled": False}))
+    good = list(gem.predict_batch(posts, batch_size=4))
+    bad_id = next(r.post.id for r in good if r.entities)
+    original = apply.EntityReranker._query
+
+    def broken(self, entity, post, log, stats):
+        if post.post_id == bad_id:
+            raise RuntimeError("scorer broke")
+        return original(self, entity, post, log, stats)
+
+    monkeypatch.setattr(apply.EntityReranker, "_query", broken)
+    results = list(gem.predict_batch(posts, batch_size=4))
+    for before, after in zip(good, results, strict=True):
+        if after.post.id == bad_id:
+            assert after.error and "rerank failed: RuntimeError: scorer broke" in after.error
+            assert all("rerank" not in e.scores for e in after.entities)  # the recogniser's labels kept
+        else:
+            assert after.error is None
+            assert [(e.type, e.scores.get("rerank")) for e in after.entities] == \
+                   [(e.type, e.scores.get("rerank")) for e in before.entities]

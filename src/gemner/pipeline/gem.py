@@ -159,20 +159,25 @@ class GEM:
         images, image_errors = self._load_images(posts, keep_heatmaps)
         knowledge, captions = self.knowledge.knowledge(posts, images)
         stages = self.stages()  # after the knowledge stage: loading its LLM may have failed
+        recognised = [(post, entities, captions.get(post.id, ""), images.get(post.id))
+                      for post, entities in self.recognizer.recognise(posts, knowledge, self.log)]
+        ok = [row for row, item in enumerate(recognised) if not isinstance(item[1], str)]
+        try:  # the hard entities of the whole batch in one go
+            reranked = dict(zip(ok, self.reranker.rerank_many([recognised[row] for row in ok], self.log),
+                                strict=True))
+        except Exception:  # redo post by post below: one post's failure must not stop the others
+            reranked = {}
         results = []
-        for post, entities in self.recognizer.recognise(posts, knowledge, self.log):
-            if isinstance(entities, str):
-                results.append(PostResult(post, [], error=entities, stages=self._stages_of(post.id, stages)))
-                continue
-            image = images.get(post.id)
-            try:
-                entities = self.reranker.rerank(post, entities, captions.get(post.id, ""), image, self.log)
-            except Exception as err:  # one post's failure must not stop the others
-                results.append(PostResult(post, entities, error=f"rerank failed: {type(err).__name__}: {err}",
-                                          stages=self._stages_of(post.id, stages)))
-                continue
-            results.append(PostResult(post, entities, error=image_errors.get(post.id),
-                                      stages=self._stages_of(post.id, stages), image=image))
+        for row, (post, entities, caption, image) in enumerate(recognised):
+            error = entities if isinstance(entities, str) else None
+            if error is None and row not in reranked:
+                try:
+                    entities = self.reranker.rerank(post, entities, caption, image, self.log)
+                except Exception as err:
+                    error = f"rerank failed: {type(err).__name__}: {err}"
+            entities = [] if isinstance(entities, str) else reranked.get(row, entities)
+            results.append(PostResult(post, entities, error=error or image_errors.get(post.id),
+                                      stages=self._stages_of(post.id, stages), image=None if error else image))
         self.grounder.ground(results, keep_heatmaps)
         return results
 

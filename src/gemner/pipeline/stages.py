@@ -18,6 +18,7 @@ from ..hub import MissingWeightsError, is_available, missing_message
 from .config import KnowledgeStage, RecognizerStage, RerankStage
 
 Notify = Callable[[str], None]
+RerankItem = tuple[Post, list[PredictedEntity], str, Any]  # a post, its entities, its caption, its image
 
 
 @dataclass
@@ -216,6 +217,16 @@ class RerankRunner:
         from ..rerank.apply import PostContext
 
         return self.run.rerank_entities(entities, PostContext(post.id, post.tokens, image, caption), log)
+
+    def rerank_many(self, items: Sequence[RerankItem], log: IssueLog) -> list[list[PredictedEntity]]:
+        """`rerank` of many posts, their hard entities scored together; raises when any fails (the
+        caller then goes post by post, so one bad post never costs the others their labels)."""
+        if self.run is None:
+            return [entities for _, entities, _, _ in items]
+        from ..rerank.apply import PostContext
+
+        return self.run.rerank_posts([(entities, PostContext(post.id, post.tokens, image, caption))
+                                      for post, entities, caption, image in items], log)
 
 
 class _KeepLabels:

@@ -24,9 +24,9 @@ from ..data.writer import PredictionWriter, WriteCounts
 from ..progress import progress_bar
 from .filter import SampleFilter as SampleFilter  # its home is .filter; still importable from here
 from .filter import is_hard
-from .infer import rerank_query, static_prefix
+from .infer import RerankResult, rerank_queries, rerank_query, static_prefix
 from .model import Reranker
-from .prompt import windowed_query
+from .prompt import RerankQuery, windowed_query
 from .scoring import StaticPrefix
 
 
@@ -66,7 +66,8 @@ class PostContext:
 
 @dataclass
 class EntityReranker:
-    """A reranker with its sample filter and settings, built once per run and applied entity by entity."""
+    """A reranker with its sample filter and settings, built once per run; applied entity by entity
+    (`rerank`) or to the hard entities of many posts at once (`rerank_posts`)."""
 
     reranker: Reranker
     sample_filter: SampleFilter
@@ -81,33 +82,59 @@ class EntityReranker:
         static = static_prefix(reranker) if (mode or reranker.config.mode) == "score" else None
         return cls(reranker, sample_filter, schema or reranker.schema, mode, static)
 
-    def rerank(self, entity: PredictedEntity, post: PostContext, log: IssueLog) -> PredictedEntity | None:
-        """The entity relabelled, or None when it keeps the recogniser's label (easy, unscored, bad span)."""
-        self.stats.entities += 1
+    def _query(self, entity: PredictedEntity, post: PostContext, log: IssueLog, stats: RerankStats
+               ) -> RerankQuery | None:
+        """The entity's rerank query, or None when it keeps the recogniser's label (easy, unscored, bad span)."""
+        stats.entities += 1
         scores = entity.scores
         try:
             if not scores.get("topk") or (not self.sample_filter.rerank_all and "entropy" not in scores):
-                self.stats.kept_unscored += 1
+                stats.kept_unscored += 1
                 return None
             candidates = self.sample_filter.candidates_for(scores)
             if candidates is None:
                 return None
-            self.stats.hard += 1
-            query = windowed_query(post.tokens, entity.start, entity.end, candidates, post.image, post.caption)
+            stats.hard += 1
+            return windowed_query(post.tokens, entity.start, entity.end, candidates, post.image, post.caption)
         except (KeyError, TypeError, ValueError) as err:
             log.report(f"entity {entity.text!r}: {err}", "kept the recogniser's label", path=post.where,
                        post_id=post.post_id)
             return None
-        result = rerank_query(self.reranker, query, self.mode, static=self.static)
+
+    def _relabel(self, entity: PredictedEntity, result: RerankResult) -> PredictedEntity:
         self.stats.reranked += 1
         self.stats.changed += result.choice != entity.type
         coarse = self.schema.coarse_of.get(result.choice, entity.coarse) if self.schema else entity.coarse
         return replace(entity, type=result.choice, coarse=coarse,
-                       scores={**scores, "rerank": result.to_scores(entity.type)})
+                       scores={**entity.scores, "rerank": result.to_scores(entity.type)})
+
+    def rerank(self, entity: PredictedEntity, post: PostContext, log: IssueLog) -> PredictedEntity | None:
+        """The entity relabelled, or None when it keeps the recogniser's label (easy, unscored, bad span)."""
+        query = self._query(entity, post, log, self.stats)
+        if query is None:
+            return None
+        return self._relabel(entity, rerank_query(self.reranker, query, self.mode, static=self.static))
 
     def rerank_entities(self, entities: Sequence[PredictedEntity], post: PostContext, log: IssueLog
                    ) -> list[PredictedEntity]:
+        """One post's entities, each hard one scored on its own."""
         return [self.rerank(entity, post, log) or entity for entity in entities]
+
+    def rerank_posts(self, posts: Sequence[tuple[Sequence[PredictedEntity], PostContext]], log: IssueLog
+                     ) -> list[list[PredictedEntity]]:
+        """The entities of many posts, the hard ones of all posts scored together (`infer.rerank_queries`);
+        the same labels as `rerank_entities` post by post. On an exception nothing is counted or changed,
+        so the caller can retry post by post."""
+        stats = RerankStats()
+        found = [(p, e, query) for p, (entities, post) in enumerate(posts) for e, entity in enumerate(entities)
+                 if (query := self._query(entity, post, log, stats)) is not None]
+        results = rerank_queries(self.reranker, [query for _, _, query in found], self.mode, self.static)
+        for name in ("entities", "hard", "kept_unscored"):
+            setattr(self.stats, name, getattr(self.stats, name) + getattr(stats, name))
+        relabelled = [list(entities) for entities, _ in posts]
+        for (p, e, _), result in zip(found, results, strict=True):
+            relabelled[p][e] = self._relabel(relabelled[p][e], result)
+        return relabelled
 
 
 def post_image(reranker: Reranker, value: Any, where: str, post_id: str, log: IssueLog) -> Any:

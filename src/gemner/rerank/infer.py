@@ -15,6 +15,7 @@ from .prompt import RerankQuery
 from .scoring import (
     StaticPrefix,
     aggregate,
+    batched_prefix_logprobs,
     build_static_prefix,
     from_scratch_logprobs,
     shared_prefix_logprobs,
@@ -24,6 +25,8 @@ from .scoring import (
 _PROBES = (RerankQuery(("alpha", "beta"), 0, 1, ("city", "park")),
            RerankQuery(("Zeta", "omega", "x"), 1, 2, ("music",)))
 MIN_STATIC_TOKENS = 8
+# Queries scored in one batched forward: bounds the memory of the candidates' logits (rows x vocabulary).
+BATCH_QUERIES = 32
 
 
 @dataclass
@@ -99,6 +102,46 @@ def rerank_query(reranker: Reranker, query: RerankQuery, mode: str | None = None
         choice, rule = map_to_candidate(text, candidates)
         return RerankResult(candidates, choice, None, generated=text, mapped_by=rule)
     raise ValueError(f"mode must be 'score' or 'generate', got {mode!r}")
+
+
+def rerank_queries(reranker: Reranker, queries: Sequence[RerankQuery], mode: str | None = None,
+                   static: StaticPrefix | None = None, batch_queries: int = BATCH_QUERIES) -> list[RerankResult]:
+    """`rerank_query` of every query, in order, with the same choices. Text prompts that extend the
+    static prefix are scored together (`scoring.batched_prefix_logprobs`), `batch_queries` at a time;
+    the others (generation, image prompts, one candidate) go one by one."""
+    mode = mode or reranker.config.mode
+    results: list[RerankResult | None] = [None] * len(queries)
+    batched: list[tuple[int, list[int]]] = []
+    for index, query in enumerate(queries):
+        prompt = _static_prompt(reranker, query, static) if mode == "score" and len(query.candidates) > 1 else None
+        if prompt is None:
+            results[index] = rerank_query(reranker, query, mode, static=static)
+        else:
+            batched.append((index, prompt))
+    for start in range(0, len(batched), batch_queries):
+        chunk = batched[start:start + batch_queries]
+        chosen = [queries[index] for index, _ in chunk]
+        answers = [[reranker.answer_ids(label) for label in query.candidates] for query in chosen]
+        assert static is not None
+        with inference_precision(reranker):
+            token_lp = batched_prefix_logprobs(reranker.model, [prompt for _, prompt in chunk], answers,
+                                               reranker.tokenizer.pad_token_id, static)
+        for (index, _), query, lps in zip(chunk, chosen, token_lp, strict=True):
+            scores = aggregate(lps, reranker.config.length_norm)
+            best = max(range(len(scores)), key=scores.__getitem__)
+            results[index] = RerankResult(list(query.candidates), query.candidates[best], scores)
+    return [result for result in results if result is not None]
+
+
+def _static_prompt(reranker: Reranker, query: RerankQuery, static: StaticPrefix | None) -> list[int] | None:
+    """The prompt's token ids when it is a text prompt extending the static prefix, else None."""
+    if static is None:
+        return None
+    prompt = reranker.encode_prompt(query)
+    if set(prompt) - {"input_ids", "attention_mask"}:
+        return None
+    ids = prompt["input_ids"][0].tolist()
+    return ids if len(ids) > len(static.ids) and ids[:len(static.ids)] == static.ids else None
 
 
 def candidate_accuracy(reranker: Reranker, queries: Iterable[RerankQuery], mode: str | None = None,

@@ -161,3 +161,56 @@ def from_scratch_logprobs(model: Any, prompt: dict[str, Tensor], answers: Sequen
     batch = build_answer_batch([prompt_ids] * len(answers), answers, pad_id, pixels, prompt["input_ids"].device)
     token_lp = answer_token_logprobs(model, batch)
     return [token_lp[row, batch.answer_width - len(answer):] for row, answer in enumerate(answers)]
+
+
+@torch.no_grad()
+def batched_prefix_logprobs(model: Any, prompts: Sequence[Sequence[int]], answers: Sequence[Sequence[Sequence[int]]],
+                            pad_id: int, static: StaticPrefix) -> list[list[Tensor]]:
+    """`shared_prefix_logprobs` for many prompts at once: token log-probs of `answers[i][j]` after `prompts[i]`.
+
+    Every prompt must start with `static.ids`. One forward runs the rest of all prompts (left-padded
+    after the static prefix, explicit position ids), then one forward runs every candidate of every
+    prompt on a copy of its prompt's cache rows: no prompt is encoded twice."""
+    n = len(static.ids)
+    if any(len(p) <= n or list(p[:n]) != static.ids for p in prompts):
+        raise ValueError("every prompt must extend the static prefix")
+    if any(len(a) == 0 for group in answers for a in group):
+        raise ValueError("every answer needs at least one token")
+    keyword = cache_keyword(model)
+    device = next(model.parameters()).device
+    suffix_ids, suffix_mask = _pad_left([p[n:] for p in prompts], pad_id, device)
+    cache = copy.deepcopy(static.cache)
+    cache.batch_repeat_interleave(len(prompts))
+    prompt_mask = torch.cat([torch.ones((len(prompts), n), dtype=torch.long, device=device), suffix_mask], 1)
+    out = model(input_ids=suffix_ids, attention_mask=prompt_mask, position_ids=n + _positions(suffix_mask),
+                use_cache=True, logits_to_keep=1, **{keyword: cache})
+    first = out.logits[:, -1].float().log_softmax(-1)
+    owner = torch.tensor([i for i, group in enumerate(answers) for _ in group], dtype=torch.long, device=device)
+    flat = [a for group in answers for a in group]
+    ids, mask = _pad_right(flat, pad_id, device)
+    token_lp = first[owner, ids[:, 0]].unsqueeze(1)
+    if ids.shape[1] > 1:
+        cache = output_cache(out)
+        cache.batch_select_indices(owner)
+        prompt_lengths = prompt_mask.sum(-1)[owner, None]
+        positions = prompt_lengths + torch.arange(ids.shape[1] - 1, device=device)
+        out = model(input_ids=ids[:, :-1], attention_mask=torch.cat([prompt_mask[owner], mask[:, :-1]], 1),
+                    position_ids=positions, use_cache=True, **{keyword: cache})
+        rest = out.logits.float().log_softmax(-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+        token_lp = torch.cat([token_lp, rest], 1)
+    starts = torch.tensor([0, *map(len, answers)]).cumsum(0).tolist()
+    return [[token_lp[starts[i] + j, : len(a)] for j, a in enumerate(group)] for i, group in enumerate(answers)]
+
+
+def _pad_left(rows: Sequence[Sequence[int]], pad_id: int, device: Any) -> tuple[Tensor, Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, width - len(row):] = torch.tensor(list(row), dtype=torch.long)
+        mask[i, width - len(row):] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _positions(mask: Tensor) -> Tensor:
+    return (mask.cumsum(-1) - 1).clamp(min=0)
