@@ -16,26 +16,6 @@ from .errors import friendly_errors
 from .options import BatchSizeOpt, FormatOpt, MaxPostsOpt, ResultFormat, RetryOpt, ThreadsOpt
 
 
-def _posts(dataset, split, input, text, image, images, max_posts):
-    """(posts, log, rejected): `rejected` are the invalid input posts that name an id (`RejectedPost`)."""
-    from ..data import IssueLog, Post, load_dataset
-    from ..data.userio import iter_posts
-
-    sources = [s for s in (dataset, input, text) if s is not None]
-    if len(sources) != 1:
-        raise typer.BadParameter("give exactly one of --input, --dataset (with --split) or --text")
-    log, rejected = IssueLog(), []
-    if text is not None:
-        posts = [Post.from_text("post", text, image=image)]
-    elif dataset is not None:
-        posts = load_dataset(dataset, split, images_dir=images).posts
-    else:
-        items = list(iter_posts(input, images_dir=images, log=log))[:max_posts]
-        posts = [p for p in items if isinstance(p, Post)]
-        rejected = [p for p in items if not isinstance(p, Post)]
-    return posts[:max_posts], log, rejected
-
-
 def _show(entities) -> None:
     table = Table(title="triples")
     for column in ("entity", "type", "coarse", "box", "P_T", "entropy"):
@@ -93,6 +73,7 @@ def predict(
     """Knowledge -> recogniser -> sample filter + reranker -> grounder, written as triples JSONL."""
     from ..pipeline.config import SWITCH_ABLATIONS, predict_config
     from ..pipeline.gem import GEM
+    from ..pipeline.inputs import input_posts
     from ..pipeline.predict import predict_to_file
     from ..progress import silenced_progress_bars
 
@@ -105,7 +86,10 @@ def predict(
     pipeline = predict_config(config, recognizer=recognizer, knowledge=knowledge,
                               ablations=[SWITCH_ABLATIONS[name] for name, off in switched_off.items() if off],
                               device=device)
-    posts, log, rejected = _posts(dataset, split, input, text, image, images, max_posts)
+    given = input_posts(dataset=dataset, split=split, posts_file=input, text=text, image=image, images=images,
+                        max_posts=max_posts)
+    posts, rejected = given.posts, [(r.id, r.error) for r in given.rejected]
+    warnings(given.log.issues)
     if output is None and text is None:
         raise typer.BadParameter("--output is required (except for a single --text post)")
     if engine == "ray":
@@ -113,7 +97,7 @@ def predict(
 
         if output is None:
             raise typer.BadParameter("--engine ray needs --output (a folder of prediction shards)")
-        counts = predict_with_ray(pipeline, posts, output, rejected=[(r.id, r.error) for r in rejected],
+        counts = predict_with_ray(pipeline, posts, output, rejected=rejected,
                                   actors=actors, gpus_per_actor=gpus_per_actor, threads_per_actor=threads,
                                   batch_size=batch_size, shard_size=batch_size * 16, resume=resume,
                                   retry_errors=retry_errors, trust_remote_code=trust_remote_code,
@@ -123,16 +107,13 @@ def predict(
     if engine != "local":
         raise typer.BadParameter(f"--engine {engine!r}: choose local or ray")
     with silenced_progress_bars(not progress):  # from model loading on: the libraries draw bars too
-        gem = GEM(pipeline, notify=note,
-                  trust_remote_code=trust_remote_code)
+        gem = GEM(pipeline, notify=note, trust_remote_code=trust_remote_code)
         console.print(f"stages: {gem.stage_summary()}", highlight=False)
         if output is None:
             _predict_one(gem, posts, result_format(format), visualize)
             return
-        skipped = [(r.id, r.error) for r in rejected]
-        warnings(log.issues)
         counts, pictures = predict_to_file(gem, posts, output, resume=resume, batch_size=batch_size,
-                                           visualize=visualize, rejected=skipped, inputs=[input],
+                                           visualize=visualize, rejected=rejected, inputs=[input],
                                            progress=progress, retry_errors=retry_errors)
     warnings(gem.log.issues)
     written = "standard output" if str(output) == STDIO else output

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 from pydantic import ValidationError
 
+from ..data.folders import load_split
+from ..data.issues import DataError, IssueLog
 from ..data.records import PostRecord, problem
 from ..data.types import Post
-from ..data.userposts import post_from_record
+from ..data.userposts import RejectedPost, iter_posts, post_from_record
 
 InMemoryImage = bytes | bytearray | memoryview | Image.Image
 
@@ -72,3 +75,30 @@ def to_input(item: Any, position: int, image: Any = None) -> PostInput:
         given = _from_dict(item, position)
         return _attach(given, image) if given.error is None else given
     return PostInput(Post(str(position), []), error=f"a post is a string, a dict or a Post, got {type(item).__name__}")
+
+
+@dataclass
+class InputPosts:
+    """The posts of one `gemner predict` run: the valid ones, the input problems, and the invalid posts that
+    name an id (`RejectedPost`: each gets an error record, so every input id has its line)."""
+
+    posts: list[Post]
+    log: IssueLog
+    rejected: list[RejectedPost]
+
+
+def input_posts(*, dataset: str | None = None, split: str = "test", posts_file: str | Path | None = None,
+                text: str | None = None, image: Path | None = None, images: Path | None = None,
+                max_posts: int | None = None) -> InputPosts:
+    """Exactly one source: a benchmark split (a name or an upstream folder), a posts JSONL (`-`: standard
+    input), or one raw text with its optional image. `max_posts` keeps the first N."""
+    sources = [s for s in (dataset, posts_file, text) if s is not None]
+    if len(sources) != 1:
+        raise DataError("give exactly one of --input, --dataset (with --split) or --text")
+    log = IssueLog()
+    if text is not None:
+        return InputPosts([Post.from_text("post", text, image=image)], log, [])
+    if dataset is not None:
+        return InputPosts(load_split(dataset, split, images_dir=images).posts[:max_posts], log, [])
+    items = list(islice(iter_posts(posts_file, images_dir=images, log=log), max_posts))
+    return InputPosts([p for p in items if isinstance(p, Post)], log, [p for p in items if not isinstance(p, Post)])
