@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from .issues import IssueLog
+from .jsonlines import read_json_lines, readable_id
 from .records import (
     EntityRecord,
     FileRecord,
@@ -29,8 +30,6 @@ from .records import (
     check_entity,
     offsets_text,
     problem,
-    read_json_lines,
-    readable_id,
 )
 from .schema import LabelSchema
 from .types import Post, PredictedEntity

@@ -16,7 +16,8 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from .issues import IssueLog
-from .records import JsonLine, PostRecord, problem, read_json_lines, readable_id
+from .jsonlines import JsonLine, read_json_lines, readable_id
+from .records import PostRecord, problem
 from .types import Post
 
 

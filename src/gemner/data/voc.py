@@ -23,7 +23,8 @@ from pydantic import ValidationError
 
 from .conll import raw_lines
 from .issues import IssueLog
-from .records import BoxesRecord, parse_json_line, problem
+from .jsonlines import parse_json_line
+from .records import BoxesRecord, problem
 from .types import Box
 
 
