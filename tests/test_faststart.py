@@ -94,11 +94,11 @@ def _logits(model, tokenizer) -> torch.Tensor:
         return model(ids).logits
 
 
-def test_hub_converts_once_and_the_copy_gives_identical_logits(tmp_path, tiny_causal_lm, monkeypatch):
-    """transformers' GGUF reader is replaced by the tiny model's folder (the de-quantised weights);
-    what gemner writes and reads back is real."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+@pytest.fixture
+def stand_in_gguf(tmp_path, tiny_causal_lm, monkeypatch) -> tuple[Path, list[str]]:
+    """A `*.gguf` file that transformers' GGUF reader would read as the tiny model's weights (the reader is
+    replaced by that model's folder), and the list of classes loaded from it: what gemner converts, writes and
+    reads back is real."""
     gguf = tmp_path / "tiny.gguf"
     gguf.write_bytes(b"GGUF stand-in")
     reads: list[str] = []
@@ -111,6 +111,15 @@ def test_hub_converts_once_and_the_copy_gives_identical_logits(tmp_path, tiny_ca
         return real(self, cls, **extra)
 
     monkeypatch.setattr(Pretrained, "_load_from_source", from_gguf)
+    return gguf, reads
+
+
+def test_hub_converts_once_and_the_copy_gives_identical_logits(stand_in_gguf, tiny_causal_lm):
+    """transformers' GGUF reader is replaced by the tiny model's folder (the de-quantised weights);
+    what gemner writes and reads back is real."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf, reads = stand_in_gguf
     pretrained = resolve(str(gguf))
     assert pretrained.kwargs == {"gguf_file": "tiny.gguf"}
     model = pretrained.load(AutoModelForCausalLM, dtype=torch.float32)
@@ -129,21 +138,10 @@ def test_hub_converts_once_and_the_copy_gives_identical_logits(tmp_path, tiny_ca
     assert torch.equal(_logits(again, tokenizer), expected)
 
 
-def test_a_copy_that_fails_to_load_is_converted_again(tmp_path, tiny_causal_lm, monkeypatch):
+def test_a_copy_that_fails_to_load_is_converted_again(stand_in_gguf):
     from transformers import AutoModelForCausalLM
 
-    gguf = tmp_path / "tiny.gguf"
-    gguf.write_bytes(b"GGUF stand-in")
-    real = Pretrained._load_from_source
-    reads: list[str] = []
-
-    def from_gguf(self, cls, **extra):
-        if self.kwargs.get("gguf_file"):
-            reads.append(cls.__name__)
-            return real(Pretrained("tiny", tiny_causal_lm, {}), cls, **extra)
-        return real(self, cls, **extra)
-
-    monkeypatch.setattr(Pretrained, "_load_from_source", from_gguf)
+    gguf, reads = stand_in_gguf
     resolve(str(gguf)).load(AutoModelForCausalLM)
     folder = converted.entry_folder(gguf)
     weights = folder / "model.safetensors"

@@ -15,6 +15,7 @@ from gemner.rerank.infer import rerank_queries, rerank_query, static_prefix
 from gemner.rerank.model import Reranker
 from gemner.rerank.prompt import RerankQuery
 from gemner.rerank.scoring import batched_prefix_logprobs, from_scratch_logprobs
+from gemner.rerank.tiny import randomize_lora_b
 
 CONFIG = RerankerConfig(lora_rank=4, lora_alpha=8, lora_dropout=0.0)
 # Queries of different lengths and candidate counts (1 to 5), so both forwards pad.
@@ -33,11 +34,7 @@ QUERIES = (
 def lora_reranker(path: str, seed: int = 0) -> Reranker:
     reranker = Reranker.load(path, CONFIG, device="cpu")
     reranker.add_lora()
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for name, param in reranker.model.named_parameters():
-            if "lora_B" in name:
-                param.normal_(0, 0.2)
+    randomize_lora_b(reranker.model, seed)
     return reranker
 
 

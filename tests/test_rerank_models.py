@@ -11,7 +11,7 @@ from gemner.rerank.infer import candidate_scores, rerank_query, static_prefix
 from gemner.rerank.model import Reranker
 from gemner.rerank.prompt import RerankQuery
 from gemner.rerank.scoring import aggregate, from_scratch_logprobs, shared_prefix_logprobs
-from gemner.rerank.tiny import build_tiny_llava
+from gemner.rerank.tiny import build_tiny_llava, randomize_lora_b
 from gemner.rerank.train import answer_loss, trainable_parameters
 
 CANDIDATES = ("park", "continent", "city", "country", "film_and_television_works")
@@ -40,11 +40,7 @@ def with_trained_lora(path, seed=0) -> Reranker:
     """A reranker whose LoRA B matrices are non-zero (so the adapter changes the outputs)."""
     reranker = Reranker.load(str(path), CONFIG, device="cpu")
     reranker.add_lora()
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for name, param in reranker.model.named_parameters():
-            if "lora_B" in name:
-                param.normal_(0, 0.2)
+    randomize_lora_b(reranker.model, seed)
     return reranker
 
 

@@ -15,12 +15,6 @@ from .export_cmd import show_issues
 HEADS = ("crf", "softmax")
 
 
-def _variant(no_mgp: bool, no_mga: bool, head: str | None, lora_rank: int | None) -> str:
-    parts = [f"{head}" if head and head != "crf" else "", "nomgp" if no_mgp else "", "nomga" if no_mga else "",
-             f"lora{lora_rank}" if lora_rank else ""]
-    return "-".join(p for p in parts if p)
-
-
 def _note(message: str) -> None:
     """Training notes on stderr (a module function: spawned training processes receive it by name)."""
     console.print(message, highlight=False)
@@ -77,7 +71,7 @@ def train_recognizer_cmd(
     from ..data.interchange import training_data
     from ..distributed import run_processes
     from ..progress import silenced_progress_bars
-    from ..recognize.config import PRESETS
+    from ..recognize.config import PRESETS, variant_name
     from ..recognize.config import preset as make_preset
     from ..recognize.predict import read_knowledge
     from ..recognize.train import train_recognizer
@@ -94,7 +88,7 @@ def train_recognizer_cmd(
         word_shape_dim=word_shape_dim,
         length_buckets=length_buckets, seed=seed, mgp=False if no_mgp else None, mga=False if no_mga else None,
     )
-    variant = _variant(no_mgp, no_mga, head, lora_rank)
+    variant = variant_name(no_mgp=no_mgp, no_mga=no_mga, head=head, lora_rank=lora_rank)
     data = training_data(dataset, train_file, dev_file, labels, max_train=max_train_posts, max_dev=max_dev_posts)
     if train_file is not None:
         show_issues(data.issues)

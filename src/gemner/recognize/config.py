@@ -77,3 +77,11 @@ def preset(name: str, **overrides: object) -> RecognizerConfig:
     base = PRESETS[name].model_dump()
     base.update({k: v for k, v in overrides.items() if v is not None})
     return RecognizerConfig(**base)
+
+
+def variant_name(*, no_mgp: bool = False, no_mga: bool = False, head: str | None = None,
+                 lora_rank: int | None = None) -> str:
+    """The part of a run's default folder name that tells an ablation apart (`softmax-nomgp`, `lora16`, ...)."""
+    parts = [head if head and head != "crf" else "", "nomgp" if no_mgp else "", "nomga" if no_mga else "",
+             f"lora{lora_rank}" if lora_rank else ""]
+    return "-".join(p for p in parts if p)

@@ -121,3 +121,15 @@ def build_tiny_llava(folder: str | Path, seed: int = 0, image_size: int = 32, pa
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder
+
+
+def randomize_lora_b(model, seed: int = 0, std: float = 0.2) -> None:
+    """Give a freshly added LoRA adapter non-zero B matrices, so that it changes the model's outputs (a new
+    adapter starts as the identity, which would make any adapter-versus-base test unable to fail)."""
+    import torch
+
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, std)
