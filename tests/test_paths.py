@@ -47,3 +47,20 @@ def test_without_a_variable_or_a_shipped_folder_the_error_names_the_variable(tmp
         paths.data_dir()
     with pytest.raises(FileNotFoundError, match=f"set {paths.MODELS_ENV}"):
         paths.models_dir()
+
+
+def test_models_prefix_names_a_shipped_model_everywhere_a_model_is_taken(tmp_path: Path, monkeypatch) -> None:
+    from gemner.hub import resolve
+    from gemner.paths import expand_model_name, models_dir
+    from gemner.recognize.model import Recognizer
+
+    shipped = models_dir()
+    assert expand_model_name("models:fmnerg-recognizer-lite") == str(shipped / "fmnerg-recognizer-lite")
+    assert expand_model_name("sentence-transformers/all-MiniLM-L6-v2") == "sentence-transformers/all-MiniLM-L6-v2"
+    assert resolve("models:fmnerg-reranker-lite").source == str(shipped / "fmnerg-reranker-lite")
+    model = Recognizer.from_pretrained("models:fmnerg-recognizer-lite")
+    assert model.schema.name == "fmnerg"
+
+    monkeypatch.setenv("GEMNER_MODELS", str(tmp_path))
+    (tmp_path / "mine").mkdir()
+    assert resolve("models:mine").source == str(tmp_path / "mine")

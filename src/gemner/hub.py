@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from . import converted
+from .paths import expand_model_name
 
 ALLOW_DOWNLOAD_ENV = "GEMNER_ALLOW_DOWNLOAD"
 REMOTE_CODE_KEY = "trust_remote_code"
@@ -211,7 +212,7 @@ def resolve(name: str, allow_download: bool | None = None, *, trust_remote_code:
 
 
 def _locate(name: str, allow_download: bool | None) -> Pretrained:
-    path = Path(name).expanduser()
+    path = Path(expand_model_name(name)).expanduser()
     if path.exists():
         if path.is_file() and path.suffix == ".gguf":
             return Pretrained(name, str(path.parent), {"gguf_file": path.name})

@@ -57,3 +57,14 @@ def knowledge_dir() -> Path:
 def models_dir() -> Path:
     """The folder of the shipped models (`models:NAME` in a pipeline YAML): $GEMNER_MODELS, else the package's."""
     return _find(MODELS_ENV, "models", Path.is_dir, "shipped models")
+
+
+SHIPPED_MODEL_PREFIX = "models:"
+
+
+def expand_model_name(name: str) -> str:
+    """`models:NAME` -> the shipped model's folder; any other name or path unchanged. Every place that takes
+    a model (pipeline YAML, `--model`, `--recognizer`, the API) accepts the same spelling."""
+    if name.startswith(SHIPPED_MODEL_PREFIX):
+        return str(models_dir() / name.removeprefix(SHIPPED_MODEL_PREFIX))
+    return name

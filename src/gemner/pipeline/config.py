@@ -19,7 +19,7 @@ from ..data.issues import DataError
 from ..devices import DEVICE_NAMES, check_device_name, resolve_device
 from ..ground.config import GrounderConfig
 from ..knowledge.builder import LLMSettings
-from ..paths import models_dir
+from ..paths import expand_model_name
 from ..rerank.config import RerankSettings
 
 PRESET_NAMES = ("lite", "lite-gmner", "paper")
@@ -136,9 +136,7 @@ def resolve_devices(config: PipelineConfig) -> PipelineConfig:
 
 def _expand(value: str | None) -> str | None:
     """`models:NAME` -> the shipped model folder; other strings unchanged (names, paths)."""
-    if value and value.startswith("models:"):
-        return str(models_dir() / value.removeprefix("models:"))
-    return value
+    return expand_model_name(value) if value else value
 
 
 def _resolve_paths(config: PipelineConfig) -> PipelineConfig:

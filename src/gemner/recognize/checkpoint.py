@@ -29,6 +29,7 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 from ..data.issues import DataError
 from ..data.schema import LabelSchema
 from ..hub import MissingWeightsError, downloads_allowed, is_available, missing_message, resolve
+from ..paths import expand_model_name
 from .config import RecognizerConfig
 from .encoding import load_tokenizer
 from .equations import initial_mga_matrix
@@ -110,10 +111,11 @@ def read_checkpoint_config(path: str | Path) -> tuple[RecognizerConfig, LabelSch
 
 
 def load_recognizer(cls, path: str | Path, device: str | torch.device = "cpu", *, trust_remote_code: bool = False):
-    """Load a checkpoint written by `save_recognizer` (in eval mode, on `device`)."""
+    """Load a checkpoint written by `save_recognizer` (in eval mode, on `device`); `models:NAME` names a
+    shipped one."""
     from transformers import AutoConfig, AutoModel
 
-    path = Path(path)
+    path = Path(expand_model_name(str(path)))
     config, schema = read_checkpoint_config(path)
     if config.lora_rank > 0:
         from peft import set_peft_model_state_dict

@@ -17,6 +17,7 @@ from ..data.images import load_image
 from ..data.schema import LabelSchema
 from ..devices import resolve_device
 from ..hub import resolve
+from ..paths import expand_model_name
 from .config import RerankerConfig
 from .prompt import PLAIN_ANSWER_HEADER, PLAIN_QUERY_HEADER, RerankQuery, few_shot_examples, query_text
 
@@ -58,6 +59,7 @@ class Reranker:
              dtype: Any = None, trust_remote_code: bool = False) -> Reranker:
         """A trained reranker folder, or a base model name/path (then `config` gives the settings).
         `trust_remote_code`: let the base model's own Python code run (only when the user asked)."""
+        name_or_dir = expand_model_name(name_or_dir)
         adapter_dir = Path(name_or_dir) if is_reranker_folder(name_or_dir) else None
         schema = None
         if adapter_dir is not None:
