@@ -17,7 +17,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
-import tomllib
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10 (gemner supports it) has no tomllib; tomli is the same parser
+    tomllib = pytest.importorskip("tomli")
 
 import gemner
 from gemner import download, paths
