@@ -7,10 +7,11 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from ..files import atomic_output
 from ..issues import IssueLog
 from ..userio import gold_record, iter_prediction_records
 from .conll_out import has_two_levels, write_conll_post
-from .files import Counts, atomic_output
+from .files import Counts
 from .labelstudio_out import config_path, json_array, labeling_config, task_of
 from .spacy_out import write_docbin
 from .training import LEVELS, choose_schema, coarse_only, posts_of, read_annotated

@@ -13,8 +13,9 @@ from collections.abc import Iterable, Mapping
 from itertools import pairwise
 from typing import Any
 
+from ..files import atomic_output
 from ..issues import DataError, IssueLog
-from .files import Counts, atomic_output
+from .files import Counts
 from .spans import PostText, post_text
 
 _WORD = re.compile(r"\S+")
