@@ -18,6 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gemner.cli.main import app
+from gemner.data.limits import KNOWLEDGE_TWEET_CHARS
 from gemner.knowledge.backends import Completion, Failure, Request
 from gemner.knowledge.cache import KnowledgeCache
 from gemner.knowledge.job import SourcePost, run_job
@@ -115,6 +116,7 @@ def test_job_over_http_records_failures_then_retries_them_on_resume(tmp_path, mo
         backend = OpenAIChatBackend(config(server, retries=1))  # 2 attempts: faults x2 and 4xx fail
         report = run_job(cache, backend, "unit", posts, {})
         assert report.unique_prompts == len(TWEETS) and report.answered == len(TWEETS) - 4
+        assert report.long_posts == []
         failed_posts = sorted(p for ids in report.failures.values() for p in ids)
         assert failed_posts == ["p12", "p15", "p18", "p19"]
         assert "HTTP 400: injected 400 for Bearer ***" in report.failures  # the echoed key is masked
@@ -127,6 +129,16 @@ def test_job_over_http_records_failures_then_retries_them_on_resume(tmp_path, mo
         assert sum(len(a) for a in server.attempts.values()) - asked_before == 3 + 2
         p18_hash = cache.conn.execute("SELECT prompt_hash FROM items WHERE post_id = 'p18'").fetchone()[0]
         assert list(cache.failures("openai", "test-model")) == [p18_hash]
+
+
+def test_a_long_post_is_asked_about_its_start_and_named_in_the_report(tmp_path, monkeypatch):
+    monkeypatch.setenv(KEY_ENV, SECRET)
+    long_text = "word " * (KNOWLEDGE_TWEET_CHARS // 4)
+    posts = [SourcePost("short", "test", TWEETS[0]), SourcePost("long", "test", long_text)]
+    with ChatServer() as server, KnowledgeCache(tmp_path / "k.sqlite") as cache:
+        report = run_job(cache, OpenAIChatBackend(config(server)), "unit", posts, {})
+    assert report.long_posts == ["long"] and report.answered == 2
+    assert sorted(len(tweet) for tweet in server.attempts) == [len(TWEETS[0]), KNOWLEDGE_TWEET_CHARS]
 
 
 def test_backoff_and_retry_after_parsing():

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ..data.limits import KNOWLEDGE_TWEET_CHARS
 from ..knowledge.builder import LLMSettings
 from .app import TrustRemoteCodeOpt, app
 from .console import err as console
@@ -160,6 +161,9 @@ def print_report(report: Any, cache_path: Path) -> None:
     if report.answered:
         console.print(f"{report.parse_failures} answers had no parsable JSON (kept as raw text), "
                       f"{report.truncated} hit the token limit")
+    if report.long_posts:
+        note(f"{len(report.long_posts)} posts are longer than {KNOWLEDGE_TWEET_CHARS} characters: their prompts "
+             f"hold the first {KNOWLEDGE_TWEET_CHARS} (first: {report.long_posts[0]})")
     for reason, ids in sorted(report.failures.items(), key=lambda kv: -len(kv[1])):
         shown = ", ".join(ids[:5]) + (" ..." if len(ids) > 5 else "")
         console.print(f"[red]failed[/] {len(ids)} posts: {reason} (posts {shown})")

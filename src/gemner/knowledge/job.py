@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..data.limits import KNOWLEDGE_TWEET_CHARS
 from ..data.types import Post
 from .backends import Completion, Failure, LLMBackend, Request, Result
 from .cache import Answer, Item, KnowledgeCache
@@ -45,6 +46,7 @@ class JobReport:
     answered: int = 0
     parse_failures: int = 0  # answers kept as raw text: no JSON explanation found
     truncated: int = 0
+    long_posts: list[str] = field(default_factory=list)  # ids of posts whose text the prompt cut
     failures: dict[str, list[str]] = field(default_factory=dict)  # error -> post ids
     interrupted: bool = False
     seconds: float = 0.0
@@ -88,6 +90,7 @@ def run_job(cache: KnowledgeCache, backend: LLMBackend, source: str, posts: Sequ
     if limit is not None:
         todo = todo[: max(0, limit)]
     report = JobReport(len(posts), len(requests), sum(key in done for key in requests))
+    report.long_posts = [post.post_id for post in posts if len(post.text.strip()) > KNOWLEDGE_TWEET_CHARS]
     posts_of: dict[str, list[str]] = {}
     for item in items:
         posts_of.setdefault(item.prompt_hash, []).append(item.post_id)
