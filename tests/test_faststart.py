@@ -13,7 +13,7 @@ import torch
 from gemner import converted
 from gemner.data import Post
 from gemner.hub import Pretrained, resolve
-from gemner.paths import models_dir
+from gemner.paths import CACHE_ENV, models_dir
 from gemner.pipeline.config import PipelineConfig
 from gemner.pipeline.gem import GEM
 from gemner.rerank.model import Reranker
@@ -21,7 +21,7 @@ from gemner.rerank.model import Reranker
 
 @pytest.fixture(autouse=True)
 def cache_dir(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv(converted.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     monkeypatch.delenv(converted.SWITCH_ENV, raising=False)
     return tmp_path / "cache" / "converted"
 

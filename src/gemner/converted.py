@@ -24,7 +24,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-CACHE_ENV = "GEMNER_CACHE"
+from .paths import cache_dir
+
 SWITCH_ENV = "GEMNER_CONVERT_GGUF"
 MANIFEST = "gemner-converted.json"
 _UNSAFE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".py")
@@ -36,11 +37,7 @@ Builder = Callable[[Path], None]  # writes a model folder (safetensors weights, 
 
 def cache_root() -> Path:
     """`$GEMNER_CACHE/converted`, else `$XDG_CACHE_HOME/gemner/converted`, else `~/.cache/gemner/converted`."""
-    base = os.environ.get(CACHE_ENV)
-    if base:
-        return Path(base).expanduser() / "converted"
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg) / "gemner" / "converted"
+    return cache_dir("converted")
 
 
 def enabled() -> bool:

