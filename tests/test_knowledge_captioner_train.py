@@ -69,3 +69,13 @@ def test_caption_scores():
     scores = caption_scores(["a large red circle", "a zeta logo", ""], ["a large red square", "a zeta logo", "a x"])
     assert scores.exact_match == pytest.approx(1 / 3)
     assert scores.word_accuracy == pytest.approx((3 + 3 + 0) / (4 + 3 + 2))
+
+
+def test_caption_vocabulary_covers_every_reference_caption(trained):
+    from gemner.data.synthetic import caption_vocabulary
+    from gemner.knowledge.tiny_captioner import caption_words
+
+    bench, _, _ = trained
+    captions = [row["caption"] for row in map(json.loads, (bench / "knowledge.jsonl").open())]
+    assert set(caption_words(captions)) <= set(caption_vocabulary())
+    assert {"green", "logo", "picture"} <= set(caption_words(captions))
