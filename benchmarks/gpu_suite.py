@@ -42,18 +42,19 @@ def timed(run: Callable[[], object], repeats: int = 3) -> float:
 
 
 def recogniser_rows(device: torch.device) -> list[tuple[str, str, float]]:
-    from transformers import BertConfig, BertModel
+    from transformers import BertModel
 
     from gemner.data.schema import FMNERG_SCHEMA
+    from gemner.pipeline.model_configs import bert_base_cased_config
     from gemner.recognize.config import preset
     from gemner.recognize.encoding import EncodedPost, collate
     from gemner.recognize.model import Recognizer
 
     torch.manual_seed(0)
-    encoder = BertModel(BertConfig(), add_pooling_layer=False)
+    encoder = BertModel(bert_base_cased_config(), add_pooling_layer=False)
     model = Recognizer(preset("lite"), FMNERG_SCHEMA, encoder, tokenizer=None).to(device)
     subwords = WORDS + 8  # a tweet's words cut into a few more subwords
-    items = [EncodedPost(index=i, input_ids=torch.randint(1000, 30000, (subwords,)).tolist(), token_type_ids=None,
+    items = [EncodedPost(index=i, input_ids=torch.randint(1000, 28000, (subwords,)).tolist(), token_type_ids=None,
                          word_starts=list(range(1, WORDS + 1)), word_ends=list(range(2, WORDS + 2)), n_words=WORDS,
                          word_shapes=[0] * WORDS, fine_tags=[0] * WORDS,
                          coarse_tags=[0] * WORDS if model.multi_granularity else None) for i in range(POSTS_PER_BATCH)]
@@ -80,12 +81,12 @@ def recogniser_rows(device: torch.device) -> list[tuple[str, str, float]]:
 
 
 def reranker_rows(device: torch.device) -> list[tuple[str, str, float]]:
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
+    from gemner.pipeline.model_configs import llama2_7b_config
     from gemner.rerank.scoring import batched_prefix_logprobs, build_static_prefix, shared_prefix_logprobs
 
-    config = LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
-                         num_key_value_heads=32, vocab_size=32000, max_position_embeddings=4096)
+    config = llama2_7b_config()
     torch.manual_seed(0)
     default = torch.get_default_dtype()
     torch.set_default_dtype(torch.bfloat16)

@@ -1,4 +1,4 @@
-"""Captions: a tiny random BLIP captioning model (built from a config, saved, loaded back by path),
+"""Captions: a tiny random BLIP captioning model (`knowledge.tiny_captioner`, saved, loaded back by path),
 a captions file, and posts without images."""
 
 from __future__ import annotations
@@ -23,33 +23,13 @@ WORDS = ["a", "man", "and", "woman", "standing", "in", "the", "street", "city", 
 
 
 def save_tiny_blip(folder):
-    from transformers import (
-        BertTokenizerFast,
-        BlipConfig,
-        BlipForConditionalGeneration,
-        BlipImageProcessor,
-        BlipProcessor,
-    )
+    from gemner.knowledge.tiny_captioner import TinyCaptionerSpec, build_tiny_captioner, save_tiny_captioner
 
-    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", *WORDS]
-    tokenizer = BertTokenizerFast(vocab={token: i for i, token in enumerate(tokens)}, bos_token="[DEC]")
-    processor = BlipProcessor(BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer)
-    torch.manual_seed(0)
-    config = BlipConfig(
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                           image_size=32, patch_size=16, projection_dim=32),
-        text_config=dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=2, max_position_embeddings=64, encoder_hidden_size=32,
-                         bos_token_id=tokenizer.convert_tokens_to_ids("[DEC]"), pad_token_id=0,
-                         sep_token_id=3, eos_token_id=3),
-        projection_dim=32,
-    )
-    model = BlipForConditionalGeneration(config).eval()
+    spec = TinyCaptionerSpec(image_size=32, patch_size=16, hidden_size=32, vision_layers=1, text_layers=1, heads=2)
+    model, processor = build_tiny_captioner(WORDS, spec, seed=0)
     with torch.no_grad():  # a random decoder: keep it off special tokens so captions are words
-        model.text_decoder.cls.predictions.bias[:6] = -1e4
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return folder
+        model.text_decoder.cls.predictions.bias[:5] = -1e4
+    return save_tiny_captioner(model, processor, folder)
 
 
 def synthetic_image(path, colour):

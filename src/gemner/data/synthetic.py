@@ -156,6 +156,20 @@ def _draw(rng: random.Random, entities: list[SyntheticEntity]) -> tuple[Image.Im
     return finish(canvas, rng, 6.0), result, caption
 
 
+def caption_vocabulary() -> list[str]:
+    """Every word a reference caption can hold, lower-cased, in a fixed order (`_draw` says no other)."""
+    colours = [colour for family in LOOKALIKE_FAMILIES.values() for colour in family.values()]
+    words = ["a", "large", *colours, *SHAPES, "and", "small", *BRANDS, "logo", "an", "empty", "grey", "picture"]
+    return list(dict.fromkeys(word.lower() for word in words))
+
+
+def entity_names() -> list[str]:
+    """Every entity name a post can hold, in a fixed order."""
+    text_names = [name for names, _ in TEXT_TYPES.values() for name in names]
+    lookalikes = [name for names in LOOKALIKE_NAMES.values() for name in names]
+    return list(dict.fromkeys([*text_names, *BRANDS, *lookalikes]))
+
+
 def make_post(rng: random.Random, post_id: str) -> SyntheticPost:
     """One post: tokens with FMNERG tags, its entities (boxes for the drawn ones), image and caption."""
     tokens: list[str] = []
