@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from gemner.cli.main import app
 from gemner.data import Post
 from gemner.data.userio import read_prediction_records
-from gemner.pipeline.config import PipelineConfig, load_config
+from gemner.pipeline.config import PipelineConfig, load_config, with_changes
 from gemner.pipeline.gem import GEM
 from gemner.pipeline.predict import predict_to_file
 from gemner.pipeline.testing import tiny_pipeline_config
@@ -122,6 +122,9 @@ def test_presets_parse_and_bad_configs_are_one_clear_error(tmp_path):
     lite, paper = load_config("lite"), load_config("paper")
     assert lite.ground.sam_model == "nielsr/slimsam-50-uniform" and paper.ground.sam_model == "facebook/sam-vit-base"
     assert paper.knowledge.llm is not None and paper.knowledge.llm.backend == "openai"
+    reranking = load_config("lite-rerank")
+    assert not lite.rerank.enabled and reranking.rerank.enabled  # the only difference between the two
+    assert with_changes(lite, {"name": "lite-rerank", "rerank": {"enabled": True}}) == reranking
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"recognizer": {"model": "x"}, "rerank": {"gama": 0.3}}))
     result = runner.invoke(app, ["config", "show", str(bad)])

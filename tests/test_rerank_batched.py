@@ -75,7 +75,7 @@ def test_batched_scoring_rejects_prompts_outside_the_static_prefix(tiny_causal_l
 
 
 def _shipped_models():
-    from gemner.pipeline.config import models_dir
+    from gemner.paths import models_dir
 
     recognizer, reranker = models_dir() / "fmnerg-recognizer-lite", models_dir() / "fmnerg-reranker-lite"
     if not (recognizer / "config.json").is_file() or not (reranker / "adapter_config.json").is_file():

@@ -11,7 +11,7 @@ import torch
 
 from gemner.data.benchmarks import load_dataset
 from gemner.evaluation.scorer import score
-from gemner.pipeline.config import models_dir
+from gemner.paths import models_dir
 
 RECOGNIZER = models_dir() / "fmnerg-recognizer-lite"
 RERANKER = models_dir() / "fmnerg-reranker-lite"
@@ -42,12 +42,13 @@ def test_shipped_recognizer_recognises_real_posts(dataset):
 
 @pytest.mark.skipif(not (RECOGNIZER / "config.json").is_file() or not (RERANKER / "adapter_config.json").is_file(),
                     reason="shipped models missing")
-def test_lite_pipeline_gives_typed_triples_for_a_raw_post():
+@pytest.mark.parametrize("preset", ["lite", "lite-rerank"])
+def test_lite_pipeline_gives_typed_triples_for_a_raw_post(preset):
     from gemner import GEM
 
     torch.set_num_threads(1)
-    gem = GEM.from_pretrained("lite")
-    assert gem.stages()["rerank"] == "on"
+    gem = GEM.from_pretrained(preset)
+    assert gem.stages()["rerank"] == ("on" if preset == "lite-rerank" else "off")
     triples = gem.predict("RT @nytimes : Barack Obama meets Angela Merkel in Berlin #G20")
     by_text = {t.text: t for t in triples}
     assert "Barack Obama" in by_text and "Angela Merkel" in by_text

@@ -36,8 +36,8 @@ def predict(
     output: Annotated[Path | None, typer.Option(
         help="Prediction JSONL (one line per post); `-`: standard output.")] = None,
     config: Annotated[str | None, typer.Option(
-        "--config", "-c", help="Pipeline preset (lite, lite-gmner, paper) or YAML file (default lite; with "
-        "--recognizer and no --config: that recogniser alone).")] = None,
+        "--config", "-c", help="Pipeline preset (lite, lite-rerank, lite-gmner, paper) or YAML file (default lite; "
+        "with --recognizer and no --config: that recogniser alone).")] = None,
     input: Annotated[Path | None, typer.Option(
         "--input", help="Posts JSONL {id, text|tokens, image?}; `-`: standard input.")] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="fmnerg | gmner | gmner-v2")] = None,
