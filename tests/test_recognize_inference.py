@@ -136,3 +136,26 @@ def test_pipeline_runs_its_recogniser_in_the_configured_dtype(tiny_pipeline_mode
         found[dtype] = [[(e.start, e.end) for e in r.entities] for r in gem.pipe(posts)]
     assert any(found["float32"])
     assert found["bfloat16"] == found["float32"]  # the trained tiny task is clear-cut: same spans in bf16
+
+
+@pytest.mark.slow  # three passes of the shipped model over 160 posts: ~15 s on a quiet core, minutes under load
+def test_shipped_recognizer_gives_the_same_entities_bucketed_merged_and_as_loaded():
+    """Real FMNERG posts, the shipped compressed (LoRA) recogniser: the adapters folded in and the
+    length-bucketed batches change no entity and no label."""
+    from gemner.data.benchmarks import load_dataset
+    from gemner.pipeline.config import models_dir
+
+    folder = models_dir() / "fmnerg-recognizer-lite"
+    if not (folder / "config.json").is_file():
+        pytest.skip("shipped fmnerg-recognizer-lite missing")
+    posts = load_dataset("fmnerg", "test").posts[:160]
+    model = Recognizer.from_pretrained(str(folder), device="cpu")
+    model.encoder_autocast = False  # fp32 throughout, as `prepare_for_inference(model, "float32")` runs it
+    as_loaded = list(predict_posts(model, posts, batch_size=16, length_buckets=False))
+    prepare_for_inference(model, "float32")
+    plain = list(predict_posts(model, posts, batch_size=16, length_buckets=False))
+    bucketed = list(predict_posts(model, posts, batch_size=16, length_buckets=True))
+    assert sum(len(e) for _, e in plain) > 150  # ~1.5 entities per post
+    assert _records(bucketed) == _records(plain) == _records(as_loaded)
+    assert _scores(bucketed) == pytest.approx(_scores(plain), abs=1e-4)
+    assert _scores(plain) == pytest.approx(_scores(as_loaded), abs=1e-3)
