@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -48,6 +48,9 @@ class RecognizerStage(_Section):
     model: str = Field(..., description="recogniser checkpoint folder (`gemner train recognizer`)")
     batch_size: int = 32
     device: Device = "auto"
+    dtype: Literal["float32", "bfloat16"] = Field(
+        "float32", description="the encoder's inference dtype; bfloat16 pays where the hardware multiplies it "
+        "natively (avx512_bf16 / AMX CPUs, GPUs); see docs/benchmarks-speed.md")
 
 
 class RerankStage(RerankSettings):

@@ -150,10 +150,12 @@ class KnowledgeRunner:
 class RecognizerRunner:
     def __init__(self, config: RecognizerStage, *, trust_remote_code: bool = False):
         from ..recognize import Recognizer
+        from ..recognize.inference import prepare_for_inference
 
         self.config = config
-        self.model = Recognizer.from_pretrained(config.model, device=config.device,
-                                                trust_remote_code=trust_remote_code)
+        self.model = prepare_for_inference(
+            Recognizer.from_pretrained(config.model, device=config.device, trust_remote_code=trust_remote_code),
+            config.dtype)
         self.schema = self.model.schema
 
     def recognise(self, posts: Sequence[Post], knowledge: dict[str, str], log: IssueLog

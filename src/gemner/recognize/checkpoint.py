@@ -80,6 +80,9 @@ def _write_json(path: Path, data: Any) -> None:
 def save_recognizer(model, path: str | Path, adapter_dtype: torch.dtype | None = None) -> None:
     """Write a checkpoint folder (format in the module docstring); LoRA adapters optionally cast
     (fp16 halves the file; they are upcast on load)."""
+    if getattr(model, "prepared_for_inference", False):
+        raise ValueError("a recogniser prepared for inference (adapters merged) cannot be saved; "
+                         "save the model as loaded or trained")
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     _write_json(path / CONFIG_FILE, {"format": FORMAT, "version": 1, "recognizer": model.config.model_dump()})

@@ -44,6 +44,8 @@ class Recognizer(nn.Module):
         self.schema = schema
         self.encoder = encoder
         self.tokenizer = tokenizer
+        self.encoder_autocast = config.bf16  # off once `inference.prepare_for_inference` set the encoder's dtype
+        self.prepared_for_inference = False  # adapters merged: predictions only, no saving
         hidden = encoder.config.hidden_size
         self.dropout = nn.Dropout(config.dropout)
         self.shape_embedding = (nn.Embedding(len(WORD_SHAPES), config.word_shape_dim)
@@ -82,12 +84,12 @@ class Recognizer(nn.Module):
 
     # --- forward ---------------------------------------------------------------------------------
     def encode(self, batch: Batch) -> torch.Tensor:
-        """Last hidden states [B, S, H] in fp32 (bf16 autocast inside when configured)."""
+        """Last hidden states [B, S, H] in fp32 (bf16 autocast inside when configured for training)."""
         kwargs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
         if batch.token_type_ids is not None:
             kwargs["token_type_ids"] = batch.token_type_ids
         device_type = batch.input_ids.device.type
-        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.config.bf16):
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.encoder_autocast):
             hidden = self.encoder(**kwargs).last_hidden_state
         return hidden.float()
 

@@ -23,7 +23,10 @@ from ..data.userio import read_knowledge as read_knowledge_file
 from ..data.writer import PredictionWriter, WriteCounts
 from ..progress import progress_bar
 from .encoding import EncodedPost, collate, encode_post
+from .inference import InferenceDtype, prepare_for_inference
 from .uncertainty import span_scores
+
+BUCKET_WINDOW = 8  # batches sorted together by length: enough posts for even lengths, a short wait for output
 
 
 def read_knowledge(path: str | Path | None, log: IssueLog | None = None) -> dict[str, str]:
@@ -33,7 +36,7 @@ def read_knowledge(path: str | Path | None, log: IssueLog | None = None) -> dict
     return {post_id: text for post_id, (text, _) in read_knowledge_file(path, log).items()}
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict_batch(model, posts: Sequence[Post], items: Sequence[EncodedPost]) -> list[list[PredictedEntity]]:
     """Entities of each post of one batch (`items[i]` encodes `posts[i]`)."""
     device = next(model.parameters()).device
@@ -66,34 +69,56 @@ def input_limit(model) -> int:
 
 
 def predict_posts(model, posts: Sequence[Post], knowledge: dict[str, str] | None = None,
-                  batch_size: int = 32, log: IssueLog | None = None
+                  batch_size: int = 32, log: IssueLog | None = None, *, length_buckets: bool = True
                   ) -> Iterator[tuple[Post, list[PredictedEntity] | str]]:
-    """Yield (post, entities) in input order; a post that fails yields (post, error message)."""
+    """Yield (post, entities) in input order; a post that fails yields (post, error message).
+
+    With `length_buckets`, each window of `BUCKET_WINDOW` batches is sorted by subword count before it
+    is cut into batches (and put back in input order after): a batch pads to its longest post, so
+    posts of like length waste no work on padding. Without, batches follow the input order."""
     model.eval()
     log = IssueLog() if log is None else log
     knowledge = knowledge or {}
     limit = input_limit(model)
-    for start in range(0, len(posts), batch_size):
-        chunk = posts[start:start + batch_size]
-        nonempty = [p for p in chunk if p.tokens]
+    window = batch_size * BUCKET_WINDOW if length_buckets else batch_size
+    for start in range(0, len(posts), window):
+        chunk = posts[start:start + window]
+        results = _predict_window(model, chunk, knowledge, limit, batch_size, log, length_buckets)
+        for row, post in enumerate(chunk):
+            yield post, results.get(row, [])
+
+
+def _predict_window(model, chunk: Sequence[Post], knowledge: dict[str, str], limit: int, batch_size: int,
+                    log: IssueLog, length_buckets: bool) -> dict[int, list[PredictedEntity] | str]:
+    """Entities (or an error) by position in `chunk`; empty posts get none."""
+    results: dict[int, list[PredictedEntity] | str] = {}
+    encoded: dict[int, EncodedPost] = {}
+    for row, post in enumerate(chunk):
+        if not post.tokens:
+            continue
         try:
-            items = [encode_post(model.tokenizer, p.tokens, knowledge.get(p.id), limit, i)
-                     for i, p in enumerate(nonempty)]
-            for post, item in zip(nonempty, items, strict=True):
-                kept = item.n_words if item.n_words < len(post.tokens) else None
-                if kept is not None or is_long(post.tokens):  # said once per post, for every model
-                    log.report(long_post_note(post.tokens, kept), "inputs cut", post_id=post.id)
-            entities = predict_batch(model, nonempty, items) if items else []
-            results = dict(zip((p.id for p in nonempty), entities, strict=True))
-        except Exception:  # isolate the failing post(s); the others still get predictions
-            results = {p.id: _predict_one(model, p, knowledge, limit) for p in nonempty}
-        for post in chunk:
-            yield post, results.get(post.id, [])
+            item = encode_post(model.tokenizer, post.tokens, knowledge.get(post.id), limit, row)
+        except Exception as err:  # this post alone fails
+            results[row] = f"{type(err).__name__}: {err}"
+            continue
+        kept = item.n_words if item.n_words < len(post.tokens) else None
+        if kept is not None or is_long(post.tokens):  # said once per post, for every model
+            log.report(long_post_note(post.tokens, kept), "inputs cut", post_id=post.id)
+        encoded[row] = item
+    rows = sorted(encoded, key=lambda r: len(encoded[r].input_ids)) if length_buckets else list(encoded)
+    with torch.inference_mode():
+        for start in range(0, len(rows), batch_size):
+            batch = rows[start:start + batch_size]
+            try:
+                entities = predict_batch(model, [chunk[r] for r in batch], [encoded[r] for r in batch])
+                results.update(zip(batch, entities, strict=True))
+            except Exception:  # isolate the failing post(s); the others still get predictions
+                results.update((r, _predict_one(model, chunk[r], encoded[r])) for r in batch)
+    return results
 
 
-def _predict_one(model, post: Post, knowledge: dict[str, str], limit: int) -> list[PredictedEntity] | str:
+def _predict_one(model, post: Post, item: EncodedPost) -> list[PredictedEntity] | str:
     try:
-        item = encode_post(model.tokenizer, post.tokens, knowledge.get(post.id), limit)
         return predict_batch(model, [post], [item])[0]
     except Exception as err:
         return f"{type(err).__name__}: {err}"
@@ -116,12 +141,14 @@ def write_predictions(model, posts: Sequence[Post], output: str | Path, knowledg
 def predict_file(recognizer: str | Path, posts: Sequence[Post], output: str | Path,
                  knowledge: str | Path | None = None, batch_size: int = 32, resume: bool = False,
                  device: str = "cpu", log: IssueLog | None = None, progress: bool = False,
-                 trust_remote_code: bool = False) -> WriteCounts:
+                 trust_remote_code: bool = False, dtype: InferenceDtype = "float32") -> WriteCounts:
     """Load a recogniser checkpoint and write its predictions for `posts`: the recogniser alone, as
-    `gemner predict --recognizer` without `--config` computes them."""
+    `gemner predict --recognizer` without `--config` computes them (`dtype`: the encoder's, see
+    `inference.prepare_for_inference`)."""
     from .model import Recognizer
 
     log = IssueLog() if log is None else log
     model = Recognizer.from_pretrained(recognizer, device=device, trust_remote_code=trust_remote_code)
+    prepare_for_inference(model, dtype)
     return write_predictions(model, posts, output, read_knowledge(knowledge, log), batch_size, resume,
                              log, progress)
