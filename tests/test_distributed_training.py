@@ -84,3 +84,16 @@ def test_shares_cover_each_batch_once():
     assert sorted(i for share in shares for i in share) == batch
     weights = [DataParallel(rank, 3).loss_weight(len(share), len(batch)) for rank, share in enumerate(shares)]
     assert sum(weights) / 3 == pytest.approx(1.0)  # the averaged gradient is the batch mean's
+
+
+def test_accumulating_two_micro_batches_trains_what_the_whole_batch_trains(setup, tmp_path):
+    config, train, dev = setup
+    config = config.model_copy(update={"epochs": 1})
+    train_recognizer(config, TINY_SCHEMA, train, dev, tmp_path / "whole", progress=False, log=_quiet)
+    lines: list[str] = []
+    accumulated = config.model_copy(update={"accumulate": 2})  # micro-batches of 2 posts
+    train_recognizer(accumulated, TINY_SCHEMA, train, dev, tmp_path / "acc", progress=False, log=lines.append)
+    assert "effective batch 4 posts = 1 process(es) x 2 accumulation step(s) x 2 posts per micro-batch" in lines
+    a, b = _weights(tmp_path / "whole"), _weights(tmp_path / "acc")
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-5, msg=key)

@@ -124,3 +124,57 @@ def test_cli_engine_ray_writes_the_local_records(cluster, pipeline, local_record
     assert [r["id"] for r in records] == [f"p{i}" for i in range(40)]
     assert all(record == local_records[record["id"]] for record in records)
     assert [r["id"] for r in read_prediction_records(output / REJECTED)] == ["bad"]
+
+
+def _memory_records(fs, folder: str) -> list[dict]:
+    names = sorted(name for name in fs.ls(folder, detail=False) if name.rsplit("/", 1)[-1].startswith("part-"))
+    return [json.loads(line) for name in names for line in fs.cat_file(name).decode().splitlines()]
+
+
+def test_posts_and_shards_on_object_storage_resume_from_the_bucket(cluster, pipeline, local_records, tmp_path):
+    fsspec = pytest.importorskip("fsspec")
+    from gemner.data.userio import iter_posts
+
+    bucket = f"memory://gemner-ray-{os.getpid()}-{tmp_path.name}"
+    with fsspec.open(f"{bucket}/posts.jsonl", "w") as handle:
+        handle.write("".join(json.dumps({"id": p.id, "tokens": p.tokens}) + "\n"
+                             for p in synthetic_posts(48, seed=5, prefix="p")))
+    posts = list(iter_posts(f"{bucket}/posts.jsonl"))  # read on the driver, through the one validator
+    counts = predict_with_ray(pipeline, posts, f"{bucket}/run", shard_size=16, batch_size=8,
+                              staging=tmp_path / "staging")
+    assert counts.written == 48 and counts.shards == 3
+    fs = fsspec.filesystem("memory")
+    records = _memory_records(fs, f"{bucket}/run")
+    assert [r["id"] for r in records] == [f"p{i}" for i in range(48)]
+    assert all(record == local_records[record["id"]] for record in records)
+    assert json.loads(fs.cat_file(f"{bucket}/run/{MANIFEST}"))["shards"] == 3
+    # another driver (an empty staging folder) resumes from what the bucket holds: nothing is predicted again
+    fs.rm(f"{bucket}/run/part-00001.jsonl")
+    sent = []
+    again = predict_with_ray(pipeline, posts, f"{bucket}/run", shard_size=16, batch_size=8,
+                             staging=tmp_path / "elsewhere", on_shard=lambda index, _pid: sent.append(index))
+    assert sent == [1] and again.skipped_shards == 2 and again.written == 16
+    assert [r["id"] for r in _memory_records(fs, f"{bucket}/run")] == [f"p{i}" for i in range(48)]
+
+
+def test_cli_reads_a_file_uri_and_writes_to_a_bucket(cluster, pipeline, local_records, tmp_path):
+    fsspec = pytest.importorskip("fsspec")
+    from typer.testing import CliRunner
+
+    from gemner.cli.main import app
+
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text("".join(json.dumps({"id": p.id, "tokens": p.tokens}) + "\n"
+                             for p in synthetic_posts(24, seed=5, prefix="p")))
+    config = tmp_path / "tiny.yaml"
+    config.write_text(json.dumps(pipeline.model_dump(mode="json")))
+    output = f"memory://gemner-cli-{os.getpid()}-{tmp_path.name}/run"
+    result = CliRunner().invoke(app, ["predict", "--config", str(config), "--input", posts.as_uri(), "--output",
+                                      output, "--engine", "ray", "--batch-size", "8", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    records = _memory_records(fsspec.filesystem("memory"), output)
+    assert [r["id"] for r in records] == [f"p{i}" for i in range(24)]
+    assert all(record == local_records[record["id"]] for record in records)
+    local = CliRunner().invoke(app, ["predict", "--config", str(config), "--input", posts.as_uri(), "--output",
+                                     output + ".jsonl"])
+    assert local.exit_code != 0 and "needs --engine ray" in local.output

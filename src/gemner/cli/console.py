@@ -48,6 +48,12 @@ def warning(message: object) -> None:
     _say("[yellow]warning:[/]", message)
 
 
+def progress_line(message: object) -> None:
+    """A line of a long run's log on stderr, as text (a module function: spawned training processes get it
+    by name)."""
+    err.print(escape(str(message)), highlight=False)
+
+
 def note(message: object) -> None:
     _say("[yellow]note:[/]", message)
 

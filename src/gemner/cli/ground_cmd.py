@@ -12,9 +12,9 @@ from rich.table import Table
 from .app import TrustRemoteCodeOpt, app, train_app
 from .console import err as err_console
 from .console import out as console
-from .console import warnings
+from .console import progress_line, warnings
 from .errors import friendly_errors
-from .options import RetryOpt, ThreadsOpt
+from .options import AccumulateOpt, ProcessesOpt, RetryOpt, ThreadsOpt
 
 ground_app = typer.Typer(
     help="Implicit visual grounding (paper §3.4): ITM relevance, eq. 11 tracing, point to box.",
@@ -175,7 +175,13 @@ def train_grounder(
     model: Annotated[str | None, typer.Option("--model", help="ITM to start from (paper: BLIP ITM base COCO).")] = None,
     lr: Annotated[float | None, typer.Option(min=0, help="Learning rate (paper: 5e-5).")] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Epochs (paper: 1).")] = None,
-    images_per_batch: Annotated[int | None, typer.Option(min=1, help="Images per step, all its entities (8).")] = None,
+    images_per_batch: Annotated[int | None, typer.Option(
+        min=1, help="Effective batch: images per step, all their entities, shared by --processes and "
+        "--accumulate (8).")] = None,
+    accumulate: AccumulateOpt = None,
+    processes: ProcessesOpt = 1,
+    save_every: Annotated[int | None, typer.Option(
+        min=0, help="Write the resumable OUTPUT/last state every N steps (100; 0: at the end only).")] = None,
     category_field: Annotated[str, typer.Option(help="type (fine, paper) | coarse")] = "type",
     tune: Annotated[bool, typer.Option(help="Tune the P_T threshold on the dev split afterwards.")] = True,
     max_posts: Annotated[int | None, typer.Option(min=1, help="Use only the first N train posts (smoke runs).")] = None,
@@ -184,21 +190,23 @@ def train_grounder(
     seed: Annotated[int | None, typer.Option(help="Random seed (0).")] = None,
     trust_remote_code: TrustRemoteCodeOpt = False,
 ) -> None:
-    """Fine-tune BLIP's ITM on (entity, category, image, has-box) from the benchmark (paper §3.4.1)."""
+    """Fine-tune BLIP's ITM on (entity, category, image, has-box) from the benchmark (paper §3.4.1).
+    Rerunning the same command resumes from OUTPUT/last."""
     from ..data import IssueLog
+    from ..distributed import run_processes
     from ..ground.checkpoint import train_grounder_checkpoint
     from ..ground.config import PAPER_ITM_MODEL, GrounderTrainConfig
 
     if category_field not in ("type", "coarse"):
         raise typer.BadParameter("--category-field is type or coarse")
-    given = {"lr": lr, "epochs": epochs, "images_per_batch": images_per_batch, "seed": seed, "threads": threads}
+    given = {"lr": lr, "epochs": epochs, "images_per_batch": images_per_batch, "accumulate": accumulate,
+             "save_every_steps": save_every, "seed": seed, "threads": threads}
     config = GrounderTrainConfig(**{key: value for key, value in given.items() if value is not None})
     log = IssueLog()
     try:
-        train_grounder_checkpoint(
-            dataset, images, output, base_model=model or PAPER_ITM_MODEL, config=config,
-            category_field=category_field, tune=tune, max_posts=max_posts, device=device, issues=log,
-            trust_remote_code=trust_remote_code,
-            log=lambda line: err_console.print(line, highlight=False))
+        run_processes(train_grounder_checkpoint, processes, dataset, images, output,
+                      base_model=model or PAPER_ITM_MODEL, config=config, category_field=category_field, tune=tune,
+                      max_posts=max_posts, device=device, issues=log, trust_remote_code=trust_remote_code,
+                      log=progress_line)
     finally:
         warnings(log.issues)

@@ -1,4 +1,4 @@
-"""Options shared by the commands that write a predictions file (declared once, used everywhere)."""
+"""Options shared by several commands: those that write a predictions file, the trainers (declared once)."""
 
 from __future__ import annotations
 
@@ -24,3 +24,10 @@ class ResultFormat(str, Enum):
 FormatOpt = Annotated[ResultFormat, typer.Option(
     "--format",
     help="Results on stdout as JSON lines or a table; auto: a table at a terminal, JSON otherwise (pipes, files).")]
+
+ProcessesOpt = Annotated[int, typer.Option(
+    min=1, help="Data-parallel training processes on this machine (gloo on CPU, one GPU each with cuda); each "
+    "takes a share of every batch, the gradients are averaged (docs/scale.md).")]
+AccumulateOpt = Annotated[int | None, typer.Option(
+    min=1, help="Gradient accumulation: each process's share of a batch runs as N micro-batches; the effective "
+    "batch stays --batch-size (default: 1).")]

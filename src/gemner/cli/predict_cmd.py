@@ -33,13 +33,15 @@ def _show(entities) -> None:
 @app.command("predict")
 @friendly_errors
 def predict(
-    output: Annotated[Path | None, typer.Option(
-        help="Prediction JSONL (one line per post); `-`: standard output.")] = None,
+    output: Annotated[str | None, typer.Option(
+        help="Prediction JSONL (one line per post); `-`: standard output. --engine ray: a folder, or a URI "
+        "(s3://bucket/run/, gs://..., file://...; docs/scale.md).")] = None,
     config: Annotated[str | None, typer.Option(
         "--config", "-c", help="Pipeline preset (lite, lite-rerank, lite-gmner, paper) or YAML file (default lite; "
         "with --recognizer and no --config: that recogniser alone).")] = None,
-    input: Annotated[Path | None, typer.Option(
-        "--input", help="Posts JSONL {id, text|tokens, image?}; `-`: standard input.")] = None,
+    input: Annotated[str | None, typer.Option(
+        "--input", help="Posts JSONL {id, text|tokens, image?}; `-`: standard input; or a URI "
+        "(s3://bucket/posts.jsonl, gs://..., file://...; credentials from the environment).")] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="fmnerg | gmner | gmner-v2")] = None,
     split: Annotated[str, typer.Option(help="train | dev | test (with --dataset)")] = "test",
     text: Annotated[str | None, typer.Option(help="One post's raw text.")] = None,
@@ -71,6 +73,7 @@ def predict(
                                                     "default: a local one).")] = None,
 ) -> None:
     """Knowledge -> recogniser -> sample filter + reranker -> grounder, written as triples JSONL."""
+    from ..data.remote import is_uri
     from ..pipeline.config import SWITCH_ABLATIONS, predict_config
     from ..pipeline.gem import GEM
     from ..pipeline.inputs import input_posts
@@ -106,13 +109,15 @@ def predict(
         return
     if engine != "local":
         raise typer.BadParameter(f"--engine {engine!r}: choose local or ray")
+    if output is not None and is_uri(output):
+        raise typer.BadParameter("an --output URI needs --engine ray (the local engine writes one local file)")
     with silenced_progress_bars(not progress):  # from model loading on: the libraries draw bars too
         gem = GEM(pipeline, notify=note, trust_remote_code=trust_remote_code)
         console.print(f"stages: {gem.stage_summary()}", highlight=False)
         if output is None:
             _predict_one(gem, posts, result_format(format), visualize)
             return
-        counts, pictures = predict_to_file(gem, posts, output, resume=resume, batch_size=batch_size,
+        counts, pictures = predict_to_file(gem, posts, Path(output), resume=resume, batch_size=batch_size,
                                            visualize=visualize, rejected=rejected, inputs=[input],
                                            progress=progress, retry_errors=retry_errors)
     warnings(gem.log.issues)

@@ -9,15 +9,12 @@ import typer
 
 from .app import TrustRemoteCodeOpt, app, train_app
 from .console import err as console
+from .console import progress_line
 from .errors import friendly_errors
 from .export_cmd import show_issues
+from .options import AccumulateOpt, ProcessesOpt
 
 HEADS = ("crf", "softmax")
-
-
-def _note(message: str) -> None:
-    """Training notes on stderr (a module function: spawned training processes receive it by name)."""
-    console.print(message, highlight=False)
 
 
 @train_app.command("recognizer")
@@ -40,7 +37,9 @@ def train_recognizer_cmd(
     lr: Annotated[float | None, typer.Option(min=0.0, help="Encoder learning rate (default: preset).")] = None,
     head_lr: Annotated[float | None, typer.Option(
         min=0.0, help="Learning rate of heads, CRFs and M (default: preset).")] = None,
-    batch_size: Annotated[int | None, typer.Option(min=1, help="Batch size (default: preset).")] = None,
+    batch_size: Annotated[int | None, typer.Option(
+        min=1, help="Effective batch of one step, shared by --processes and --accumulate (default: preset).")] = None,
+    accumulate: AccumulateOpt = None,
     warmup_ratio: Annotated[float | None, typer.Option(
         min=0.0, max=1.0, help="Warm-up share of steps (default: preset).")] = None,
     lora_rank: Annotated[int | None, typer.Option(
@@ -62,8 +61,7 @@ def train_recognizer_cmd(
     device: Annotated[str, typer.Option(help="torch device (cpu, cuda).")] = "cpu",
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     trust_remote_code: TrustRemoteCodeOpt = False,
-    processes: Annotated[int, typer.Option(min=1, help="Data-parallel processes on this machine (gloo on CPU); "
-                                           "each takes a share of every --batch-size batch.")] = 1,
+    processes: ProcessesOpt = 1,
 ) -> None:
     """Train the recogniser; the best-on-dev checkpoint goes to OUTPUT, the resumable state to OUTPUT/last."""
     import torch
@@ -84,7 +82,7 @@ def train_recognizer_cmd(
         torch.set_num_threads(threads)
     config = make_preset(
         preset, encoder=encoder, head=head, epochs=epochs, lr=lr, head_lr=head_lr, batch_size=batch_size,
-        warmup_ratio=warmup_ratio, lora_rank=lora_rank, alpha=alpha, beta=beta, bf16=bf16,
+        accumulate=accumulate, warmup_ratio=warmup_ratio, lora_rank=lora_rank, alpha=alpha, beta=beta, bf16=bf16,
         word_shape_dim=word_shape_dim,
         length_buckets=length_buckets, seed=seed, mgp=False if no_mgp else None, mga=False if no_mga else None,
     )
@@ -102,7 +100,7 @@ def train_recognizer_cmd(
     with silenced_progress_bars(not progress):  # transformers' loading bars too
         result = run_processes(train_recognizer, processes, config, schema, train, dev_posts, output,
                                knowledge=read_knowledge(knowledge), resume=resume, progress=progress,
-                               device=device, log=_note, trust_remote_code=trust_remote_code)
+                               device=device, log=progress_line, trust_remote_code=trust_remote_code)
     console.print(f"best dev MNER F1 {result.best_dev_f1:.2f} at epoch {result.best_epoch}; "
                   f"checkpoint {result.output} ({result.seconds / 60:.1f} min)")
 

@@ -12,9 +12,9 @@ from ..rerank.config import PAPER_GAMMA, PAPER_K
 from .app import TrustRemoteCodeOpt, app, train_app
 from .console import err as console
 from .console import out as out_console
-from .console import warnings
+from .console import progress_line, warnings
 from .errors import friendly_errors
-from .options import RetryOpt
+from .options import AccumulateOpt, ProcessesOpt, RetryOpt
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Trained reranker folder, or a base model name/path.")]
 KOpt = Annotated[int | None, typer.Option("--k", min=1, help=f"Candidates per entity (paper: {PAPER_K}).")]
@@ -124,7 +124,10 @@ def train_reranker_cmd(
     lora_rank: Annotated[int | None, typer.Option(min=1, help="Paper: 64.")] = None,
     k: KOpt = None,
     max_train: Annotated[int | None, typer.Option(min=1, help="Seeded subset of training entities.")] = None,
-    batch_size: Annotated[int | None, typer.Option(min=1)] = None,
+    batch_size: Annotated[int | None, typer.Option(
+        min=1, help="Effective batch of one step, shared by --processes and --accumulate (default: 4).")] = None,
+    accumulate: AccumulateOpt = None,
+    processes: ProcessesOpt = 1,
     seed: Annotated[int | None, typer.Option()] = None,
     bf16: Annotated[bool | None, typer.Option("--bf16/--no-bf16", help="bf16 autocast.")] = None,
     knowledge: Annotated[Path | None, typer.Option(help="Knowledge JSONL with captions (text-only models).")] = None,
@@ -138,6 +141,7 @@ def train_reranker_cmd(
 ) -> None:
     """LoRA-tune a reranker on gold entities with training-style candidate sets (paper §3.3.2)."""
     _threads(threads)
+    from ..distributed import run_processes
     from ..rerank.config import preset as get_preset
     from ..rerank.config import with_settings
     from ..rerank.train import train_reranker_on_dataset
@@ -147,11 +151,10 @@ def train_reranker_cmd(
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
     config = with_settings(base, model=model, epochs=epochs, lr=lr, lora_rank=lora_rank, k=k, max_train=max_train,
-                           batch_size=batch_size, seed=seed, bf16=bf16, few_shot=few_shot)
-    train_reranker_on_dataset(config, dataset, output, images=images, captions=read_captions(knowledge),
-                              dev_max=dev_max, eval_before=eval_before, save_every=save_every, device=device,
-                              trust_remote_code=trust_remote_code,
-                              log=lambda line: console.print(line, highlight=False))
+                           batch_size=batch_size, accumulate=accumulate, seed=seed, bf16=bf16, few_shot=few_shot)
+    run_processes(train_reranker_on_dataset, processes, config, dataset, output, images=images,
+                  captions=read_captions(knowledge), dev_max=dev_max, eval_before=eval_before, save_every=save_every,
+                  device=device, trust_remote_code=trust_remote_code, log=progress_line)
     console.print(f"saved reranker to {output}")
 
 

@@ -25,14 +25,16 @@ IMGID_PREFIX = "IMGID:"
 
 
 def raw_lines(path: str | Path) -> list[bytes]:
-    """The lines of a file as bytes (gunzipped when `*.gz`; `-` is standard input); a file that cannot be
-    read is a `DataError`."""
-    path = Path(path)
+    """The lines of a file as bytes (gunzipped when `*.gz`; `-` is standard input; a URI such as
+    `s3://bucket/posts.jsonl` is read through `remote`); a file that cannot be read is a `DataError`."""
+    from .remote import is_uri, read_uri
+
+    name = str(path)
     try:
-        if str(path) == "-":  # standard input (`--input -`)
-            raw = sys.stdin.buffer.read()
-        else:
-            raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        if name == "-":  # standard input (`--input -`)
+            return sys.stdin.buffer.read().split(b"\n")
+        raw = read_uri(name) if is_uri(name) else Path(path).read_bytes()
+        raw = gzip.decompress(raw) if name.split("?")[0].endswith(".gz") else raw
     except (OSError, EOFError, zlib.error) as err:
         raise DataError(f"{path}: cannot be read ({err})") from err
     return raw.split(b"\n")

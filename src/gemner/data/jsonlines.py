@@ -85,11 +85,13 @@ def _salvage_id(raw: bytes) -> str | None:
 
 
 
-def read_json_lines(path: Path) -> Iterator[JsonLine]:
-    """Each non-blank line of a JSONL file (gunzipped when `*.gz`), parsed; a missing file is a `DataError`."""
+def read_json_lines(path: Path | str) -> Iterator[JsonLine]:
+    """Each non-blank line of a JSONL file (gunzipped when `*.gz`; a path, `-` for standard input, or a URI
+    that `gemner.data.remote` reads), parsed; a missing file is a `DataError`."""
     from .conll import raw_lines
+    from .remote import is_uri
 
-    if str(path) != "-" and not path.is_file():  # `-`: standard input
+    if str(path) != "-" and not is_uri(path) and not Path(path).is_file():
         raise DataError(f"{path}: no such file")
     for number, raw in enumerate(raw_lines(path), start=1):
         line = parse_json_line(number, raw)

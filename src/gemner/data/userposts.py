@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from .issues import IssueLog
 from .jsonlines import JsonLine, read_json_lines, readable_id
 from .records import PostRecord, problem
+from .remote import is_uri
 from .types import Post
 
 
@@ -36,7 +37,8 @@ class RejectedPost:
         return f"{self.path}:{self.line}: {self.message}"
 
 
-def post_from_json(line: JsonLine, *, path: Path, images_dir: Path | None = None) -> Post | RejectedPost | str:
+def post_from_json(line: JsonLine, *, path: Path | str, images_dir: Path | None = None
+                   ) -> Post | RejectedPost | str:
     """The post of one line; a `RejectedPost` when it is invalid but names an id; else the problem."""
     if line.data is None:
         message = line.problem or "unusable line"
@@ -51,8 +53,8 @@ def post_from_json(line: JsonLine, *, path: Path, images_dir: Path | None = None
         return RejectedPost(record.id, 'empty post: no "text" or "tokens"', str(path), line.number)
     if record.image:
         post.image = Path(record.image)
-        if not post.image.is_absolute():
-            post.image = (images_dir or path.parent) / post.image
+        if not post.image.is_absolute():  # relative to --images, else to the file (a URI's: this folder)
+            post.image = (images_dir or (Path(path).parent if isinstance(path, Path) else Path())) / post.image
     return post
 
 
@@ -68,8 +70,11 @@ def iter_posts(path: str | Path, images_dir: str | Path | None = None,
                log: IssueLog | None = None) -> Iterator[Post | RejectedPost]:
     """The posts of a posts JSONL in file order, each valid one as a `Post` and each invalid one that
     names an id as a `RejectedPost`; every problem is reported in `log` with file and line. The first
-    record of an id wins: a later one with the same id is reported (both lines named) and skipped."""
-    path, log = Path(path), (log if log is not None else IssueLog())
+    record of an id wins: a later one with the same id is reported (both lines named) and skipped.
+    `path` may be a URI (`s3://bucket/posts.jsonl`, `gemner.data.remote`); the relative image paths of a
+    remote file are taken relative to `images_dir`, else to the current folder."""
+    path = path if is_uri(path) else Path(path)
+    log = log if log is not None else IssueLog()
     images = Path(images_dir) if images_dir is not None else None
     first_line: dict[str, int] = {}
     for line in read_json_lines(path):

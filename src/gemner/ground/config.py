@@ -32,7 +32,12 @@ class GrounderTrainConfig(BaseModel):
 
     lr: float = 5e-5
     epochs: int = 1
-    images_per_batch: int = Field(8, ge=1, description="images per step, each with all its entities")
+    images_per_batch: int = Field(8, ge=1, description="effective batch: images per optimizer step, each with "
+                                  "all its entities, whatever the processes and accumulation (paper: not stated)")
+    accumulate: int = Field(1, ge=1, description="gradient accumulation: each process's share of a batch runs "
+                            "as this many micro-batches (less memory, same training)")
+    save_every_steps: int = Field(100, ge=0, description="write the resumable `last/` state this often (0: at "
+                                  "the end and on interrupt only)")
     weight_decay: float = 0.01
     warmup_ratio: float = 0.0
     positive_weight: float = Field(1.0, gt=0, description="loss weight of 'has a box' examples")

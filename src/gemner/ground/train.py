@@ -22,8 +22,10 @@ from PIL import Image
 from ..data.images import ImageError, check_image, load_image
 from ..data.issues import IssueLog
 from ..data.types import Post
+from ..distributed import DataParallel, describe_batch
 from .config import GrounderTrainConfig
 from .itm import MATCH, EntityImageMatcher, itm_text
+from .train_state import load_matcher_state, save_matcher_state
 
 
 @dataclass
@@ -86,13 +88,21 @@ def batches(items: Sequence[TrainingImage], size: int, rng: random.Random) -> li
 
 def train_matcher(matcher: EntityImageMatcher, items: Sequence[TrainingImage],
                   config: GrounderTrainConfig = GrounderTrainConfig(),
-                  on_step: Callable[[int, float], None] | None = None) -> MatcherTrainReport:
-    """AdamW with a linear schedule (paper Appendix C) over `config.epochs` passes of `items`."""
+                  on_step: Callable[[int, float], None] | None = None, state_dir: Path | None = None,
+                  log: Callable[[str], None] | None = None) -> MatcherTrainReport:
+    """AdamW with a linear schedule (paper Appendix C) over `config.epochs` passes of `items`.
+
+    Each step takes `images_per_batch` images (the effective batch); started as several processes
+    (`gemner.distributed`), each takes its share, in `config.accumulate` micro-batches, and the gradients
+    are averaged: the same training as one process. With `state_dir`, the run resumes from the state
+    there and the main process saves it (`train_state`)."""
     if config.threads:
         torch.set_num_threads(config.threads)
+    parallel = DataParallel.from_env(str(matcher.device))
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
     model = matcher.model
+    parallel.broadcast_parameters(model)
     steps_per_epoch = math.ceil(len(items) / config.images_per_batch)
     total = max(1, steps_per_epoch * config.epochs)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -100,22 +110,44 @@ def train_matcher(matcher: EntityImageMatcher, items: Sequence[TrainingImage],
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: linear_schedule(step, warmup, total))
     class_weight = torch.tensor([1.0, config.positive_weight], device=matcher.device)
     report = MatcherTrainReport()
+    settings = config.model_dump()
+    progress = {"position": 0, "steps": 0}  # position: batches consumed (one whose images all fail: no step)
+    if state_dir is not None:
+        progress.update(load_matcher_state(state_dir, model, optimizer, schedule, settings) or {})
+    report.steps = progress["steps"]
+    say = parallel.main_only(log or (lambda _line: None))
+    say(describe_batch(config.images_per_batch, parallel.world, config.accumulate, "images"))
+    if progress["position"]:
+        say(f"resuming after {progress['position']} of {total} batches ({state_dir})")
+
+    def save() -> None:
+        if state_dir is not None and parallel.is_main:
+            save_matcher_state(state_dir, model, optimizer, schedule, {**progress, "settings": settings})
+
     start = time.perf_counter()
     model.train()
     try:
-        for _ in range(config.epochs):
-            for batch in batches(items, config.images_per_batch, rng):
-                loss = _step(matcher, batch, class_weight, report)
+        for epoch in range(config.epochs):
+            for index, batch in enumerate(batches(items, config.images_per_batch, rng)):  # drawn on resume too
+                if epoch * steps_per_epoch + index < progress["position"]:
+                    continue
+                loss = _step(matcher, batch, class_weight, report, parallel, config.accumulate)
+                progress["position"] += 1
                 if loss is None:
                     continue
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
                 optimizer.step()
                 schedule.step()
-                report.steps += 1
-                report.losses.append(loss.item())
+                optimizer.zero_grad(set_to_none=True)
+                report.steps = progress["steps"] = report.steps + 1
+                report.losses.append(loss)
+                if config.save_every_steps and report.steps % config.save_every_steps == 0:
+                    save()
                 if on_step is not None:
-                    on_step(report.steps, report.losses[-1])
+                    on_step(report.steps, loss)
+        save()
+    except KeyboardInterrupt:
+        save()
+        raise
     finally:
         model.eval()
         report.seconds = time.perf_counter() - start
@@ -123,25 +155,45 @@ def train_matcher(matcher: EntityImageMatcher, items: Sequence[TrainingImage],
 
 
 def _step(matcher: EntityImageMatcher, batch: Sequence[TrainingImage], class_weight: torch.Tensor,
-          report: MatcherTrainReport) -> torch.Tensor | None:
-    images, texts, rows, labels = [], [], [], []
-    for item in batch:
-        try:
-            image = item.load()
-        except ImageError:
-            report.skipped.append(item.key)
-            continue
-        for entity, category, has_box in item.queries:
-            texts.append(itm_text(entity, category))
-            rows.append(len(images))
-            labels.append(MATCH if has_box else 1 - MATCH)
-        images.append(image)
-    if not texts:
+          report: MatcherTrainReport, parallel: DataParallel, accumulate: int) -> float | None:
+    """Gradients of the batch's class-weighted mean cross-entropy through this process's micro-batches
+    and the all-reduce; the batch's loss, or None when none of its images could be read (no step). Each
+    micro-batch's summed loss is divided by the whole batch's total weight, summed over the processes."""
+    micro_batches = []
+    for micro in parallel.micro_batches(batch, accumulate):
+        loaded = []
+        for item in micro:
+            try:
+                loaded.append((item, item.load()))
+            except ImageError:
+                report.skipped.append(item.key)
+        micro_batches.append(loaded)
+    weights = class_weight.tolist()
+    weight = sum(weights[MATCH if has_box else 1 - MATCH] for loaded in micro_batches for item, _ in loaded
+                 for _, _, has_box in item.queries)
+    images = sum(len(loaded) for loaded in micro_batches)
+    total, images = parallel.all_sum([weight, images], matcher.device)
+    if total == 0:
         return None
-    report.images += len(images)
-    image_embeds = matcher.encode_images(matcher.pixel_values(images))
-    logits = matcher.itm_logits(image_embeds, torch.tensor(rows, device=matcher.device), matcher.tokenize(texts))
-    return F.cross_entropy(logits.float(), torch.tensor(labels, device=matcher.device), weight=class_weight)
+    report.images += int(images)
+    local = 0.0
+    for loaded in micro_batches:
+        texts, rows, labels = [], [], []
+        for row, (item, _) in enumerate(loaded):
+            for entity, category, has_box in item.queries:
+                texts.append(itm_text(entity, category))
+                rows.append(row)
+                labels.append(MATCH if has_box else 1 - MATCH)
+        if not texts:
+            continue
+        image_embeds = matcher.encode_images(matcher.pixel_values([image for _, image in loaded]))
+        logits = matcher.itm_logits(image_embeds, torch.tensor(rows, device=matcher.device), matcher.tokenize(texts))
+        nll = F.cross_entropy(logits.float(), torch.tensor(labels, device=matcher.device), weight=class_weight,
+                              reduction="sum")
+        (nll * (parallel.world / total)).backward()
+        local += float(nll.detach())
+    parallel.average_gradients([p for p in matcher.model.parameters() if p.requires_grad])
+    return parallel.all_sum([local], matcher.device)[0] / total
 
 
 @torch.no_grad()

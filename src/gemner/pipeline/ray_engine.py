@@ -9,6 +9,8 @@ writer (`PredictionWriter`), so the output needs no file system shared with the 
 * **Resumable per shard**: a shard whose file already holds every one of its posts is not sent again; a
   shard cut short is sent again and only its missing posts are written. `shards.json` records the
   sharding, and a rerun with another `shard_size` or other posts is refused rather than mixed.
+* **Object storage**: the output folder may be a URI (`s3://`, `gs://`, `file://`, any fsspec scheme);
+  the shards are written to a local staging folder and each finished one is copied up (`data.remote`).
 * **Nothing lost, nothing twice**: an actor that dies is restarted by Ray and its shard retried (the
   actor pool's defaults: unlimited `max_restarts` and `max_task_retries`); the writer skips ids it
   already holds, so a retried shard never duplicates a post. A post that fails inside the pipeline
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.issues import DataError
+from ..data.remote import MirroredFolder, is_uri, local_path
 from ..data.types import Post
 from ..data.writer import PredictionWriter
 from .config import PipelineConfig
@@ -122,24 +125,42 @@ def _write_shard(path: Path, records: list[dict[str, Any]], retry_errors: bool, 
     counts.errors += writer.counts.errors
 
 
+def _output_folder(output: str | Path, staging: str | Path | None, resume: bool) -> tuple[Path, MirroredFolder | None]:
+    """The local folder the shards are written to, and the remote folder it mirrors (None: local output)."""
+    if is_uri(output):
+        local = local_path(str(output))
+        if local is not None:  # file://: the folder itself
+            return local, None
+        mirror = MirroredFolder.open(str(output), staging)
+        if resume:
+            mirror.pull()
+        return mirror.local, mirror
+    return Path(output), None
+
+
 def predict_with_ray(config: PipelineConfig, posts: Sequence[Post], output_dir: str | Path, *,
                      rejected: Sequence[tuple[str, str]] = (), actors: int = 1, gpus_per_actor: float = 0.0,
                      cpus_per_actor: float = 1.0, threads_per_actor: int | None = None, shard_size: int = 256,
                      batch_size: int = 16, resume: bool = True, retry_errors: bool = True,
                      trust_remote_code: bool = False, address: str | None = None,
-                     on_shard: Callable[[int, int], None] | None = None) -> RayCounts:
+                     on_shard: Callable[[int, int], None] | None = None,
+                     staging: str | Path | None = None) -> RayCounts:
     """Predict `posts` on Ray and write one predictions JSONL per shard in `output_dir`.
 
-    `rejected`: (post id, reason) of input posts that could not be read; they get error records in
-    `<output>/rejected.jsonl` (rewritten on each run, like the local engine retries them). `address`: the
-    cluster to join (`"auto"`, `"ray://host:10001"`); None starts a local one unless Ray is already
-    initialised. `on_shard(shard index, worker pid)` runs as each shard is written.
+    `output_dir`: a local folder, or a URI (`s3://bucket/run/`, `gs://...`, `file:///...`,
+    `gemner.data.remote`): the shards are then written to `staging` (default: a folder of the user
+    cache) and each is copied up as it is finished; a rerun first copies the remote folder back, so it
+    resumes from what the remote holds. `rejected`: (post id, reason) of input posts that could not be
+    read; they get error records in `<output>/rejected.jsonl` (rewritten on each run, like the local
+    engine retries them). `address`: the cluster to join (`"auto"`, `"ray://host:10001"`); None starts a
+    local one unless Ray is already initialised. `on_shard(shard index, worker pid)` runs as each shard
+    is written.
     """
     import ray
 
     if shard_size <= 0 or shard_size % batch_size:
         raise ValueError(f"shard_size ({shard_size}) must be a positive multiple of batch_size ({batch_size})")
-    output_dir = Path(output_dir)
+    output_dir, mirror = _output_folder(output_dir, staging, resume)
     if output_dir.exists() and not output_dir.is_dir():
         raise DataError(f"--output {output_dir} is a file; the Ray engine writes a folder of shards")
     chunks = [list(posts[start:start + shard_size]) for start in range(0, len(posts), shard_size)]
@@ -149,6 +170,11 @@ def predict_with_ray(config: PipelineConfig, posts: Sequence[Post], output_dir: 
     if not resume:  # every shard of an earlier run goes, also those past this run's last shard
         for path in output_dir.glob("part-*.jsonl"):
             path.unlink()
+        for name in mirror.remote_names() if mirror else ():
+            if name.startswith("part-"):
+                mirror.delete(name)
+    uploaded = mirror.push if mirror else (lambda _name: None)
+    uploaded(MANIFEST)
     pending = []
     for index, ids in enumerate(shard_ids):
         path = shard_path(output_dir, index)
@@ -162,6 +188,7 @@ def predict_with_ray(config: PipelineConfig, posts: Sequence[Post], output_dir: 
                 writer.write_error(post_id, reason)
         counts.written += writer.counts.written
         counts.errors += writer.counts.errors
+        uploaded(REJECTED)
     pending = [i for i in pending if chunks[i]]
     if not pending:
         return counts
@@ -178,6 +205,7 @@ def predict_with_ray(config: PipelineConfig, posts: Sequence[Post], output_dir: 
     for row in dataset.iter_rows():
         index, pid = int(row["shard"]), int(row["worker_pid"])
         _write_shard(shard_path(output_dir, index), json.loads(row["records"]), retry_errors, counts)
+        uploaded(shard_path(output_dir, index).name)
         pids.add(pid)
         if on_shard is not None:
             on_shard(index, pid)

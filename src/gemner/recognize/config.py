@@ -44,7 +44,10 @@ class RecognizerConfig(BaseModel):
         None, description="separate lr for heads, CRFs and M (None: same as lr, as in the paper)")
     weight_decay: float = 0.01
     warmup_ratio: float = 0.0
-    batch_size: int = 4
+    batch_size: int = Field(4, description="effective batch of one optimizer step (paper: 4), whatever "
+                            "the processes and accumulation")
+    accumulate: int = Field(1, ge=1, description="gradient accumulation: each process's share of a batch "
+                            "runs as this many micro-batches (less memory, same training)")
     eval_batch_size: int = 32
     epochs: int = 10
     grad_clip: float | None = 1.0

@@ -26,7 +26,7 @@ import torch
 from ..data.issues import DataError
 from ..data.schema import LabelSchema
 from ..data.types import Post, PredictedEntity
-from ..distributed import DataParallel
+from ..distributed import DataParallel, describe_batch
 from ..progress import progress_bar
 from .checkpoint import find_training_state, load_training_state, read_checkpoint_config, save_training_state
 from .config import RecognizerConfig
@@ -117,13 +117,13 @@ def train_recognizer(
     step); an exception raised there stops training like a kill would.
 
     Started as several processes (`gemner.distributed.run_processes`, `accelerate launch`), each batch of
-    `config.batch_size` posts is shared among them and their gradients averaged: the same training as
-    one process with that batch; the main process alone writes the output.
+    `config.batch_size` posts is shared among them (each share in `config.accumulate` micro-batches)
+    and their gradients averaged: the same training as one process with that batch; the main process
+    alone writes the output.
     """
     parallel = DataParallel.from_env(device)
     device = parallel.place(device)
-    if not parallel.is_main:
-        log, progress = (lambda _message: None), False
+    log, progress = parallel.main_only(log), progress and parallel.is_main
     output = Path(output)
     state_dir = find_training_state(output / LAST)
     if state_dir is not None and not resume:
@@ -144,6 +144,7 @@ def train_recognizer(
     train_items = _encode(model, train_posts, knowledge)
     dev_items = _encode(model, dev_posts, knowledge)
     steps_per_epoch = math.ceil(len(train_items) / config.batch_size)
+    log(describe_batch(config.batch_size, parallel.world, config.accumulate, "posts"))
     optimizer = make_optimizer(model, config)
     scheduler = linear_schedule(optimizer, steps_per_epoch * config.epochs, config.warmup_ratio)
     counters = {"epoch": 0, "batch": 0, "global_step": 0, "best_dev_f1": -1.0, "best_epoch": -1,
@@ -172,11 +173,13 @@ def train_recognizer(
             epoch_start, loss_sum, n_loss = time.perf_counter(), 0.0, 0
             for batch_index in range(counters["batch"], len(batches)):
                 model.train()
-                share = parallel.share(batches[batch_index])
-                loss = torch.zeros(())
-                if share:  # a last batch smaller than the processes leaves some without posts
-                    loss = model.loss(collate([train_items[i] for i in share], pad_id).to(device))
-                    (loss * parallel.loss_weight(len(share), len(batches[batch_index]))).backward()
+                batch = batches[batch_index]
+                loss = torch.zeros(())  # the mean loss of this process's share (a small last batch: maybe none)
+                micro_batches = parallel.micro_batches(batch, config.accumulate)
+                for micro in micro_batches:
+                    micro_loss = model.loss(collate([train_items[i] for i in micro], pad_id).to(device))
+                    (micro_loss * parallel.loss_weight(len(micro), len(batch))).backward()
+                    loss = loss + micro_loss.detach() * len(micro) / sum(len(m) for m in micro_batches)
                 parallel.average_gradients([p for p in model.parameters() if p.requires_grad])
                 if config.grad_clip:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)

@@ -41,7 +41,10 @@ class RerankerConfig(RerankSettings):
     lora_dropout: float = Field(0.05, ge=0, lt=1)
     lr: float = Field(5e-6, gt=0, description="paper: 5e-6")
     epochs: float = Field(3, gt=0, description="paper: 3 epochs; fractions stop early")
-    batch_size: int = Field(4, ge=1)
+    batch_size: int = Field(4, ge=1, description="effective batch of one optimizer step, whatever the processes "
+                            "and accumulation (the paper's mini-batch of 4; it names none for the reranker)")
+    accumulate: int = Field(1, ge=1, description="gradient accumulation: each process's share of a batch "
+                            "runs as this many micro-batches (less memory, same training)")
     warmup_ratio: float = Field(0.03, ge=0, lt=1, description="linear warm-up, then linear decay")
     weight_decay: float = Field(0.0, ge=0)
     max_train: int | None = Field(None, ge=1, description="seeded subset of training entities (None: all)")
