@@ -10,11 +10,13 @@ the other in this script:
 
 Each run's step time is read from its `train_log.jsonl` (seconds between the first and the last step,
 per step; model loading and process start are outside). It prints the step times, the ratios and how
-far apart the adapters of the 1- and 2-process runs end (relative to how far training moved them;
-bf16 autocast makes it non-zero). The machine's load average is printed before and after: on a shared
-machine read the ratios of one run, not the absolute times.
+far apart the adapters of the 1- and 2-process runs end (relative to how far training moved them:
+bf16 autocast rounds the two runs' sums differently, and Adam's first steps, nearly lr x sign(gradient),
+turn that noise in near-zero gradients into whole steps) and how far their batch losses differ. The
+machine's load average is printed before and after: on a shared machine read the ratios of one run, not
+the absolute times.
 
-    python benchmarks/distributed_training.py --threads 2 --entities 96
+    python benchmarks/distributed_training.py --threads 2 --entities 24
 """
 
 from __future__ import annotations
@@ -38,8 +40,12 @@ def quiet(_line: str) -> None:
     pass
 
 
+def logged(output: Path, field: str) -> list[float]:
+    return [json.loads(line)[field] for line in (output / "train_log.jsonl").read_text().splitlines()]
+
+
 def step_seconds(output: Path) -> float:
-    seconds = [json.loads(line)["seconds"] for line in (output / "train_log.jsonl").read_text().splitlines()]
+    seconds = logged(output, "seconds")
     return (seconds[-1] - seconds[0]) / (len(seconds) - 1)
 
 
@@ -66,7 +72,7 @@ def adapter_distance(a: Path, b: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2, help="torch threads in all (the cores to use)")
-    parser.add_argument("--entities", type=int, default=96, help="training entities (4 a step)")
+    parser.add_argument("--entities", type=int, default=24, help="training entities (4 a step)")
     parser.add_argument("--dataset", default="fmnerg")
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.1f}; {os.cpu_count()} CPUs", flush=True)
@@ -76,6 +82,7 @@ def main() -> None:
         two = train(2, args.threads, args.entities, args.dataset, root / "two")
         single = train(1, 1, args.entities, args.dataset, root / "single")
         distance = adapter_distance(root / "one", root / "two")
+        losses = list(zip(logged(root / "one", "loss"), logged(root / "two", "loss"), strict=True))
     print(f"load average after: {os.getloadavg()[0]:.1f}")
     print("| run | s a step | ratio to 1 process |")
     print("| --- | ---: | ---: |")
@@ -83,6 +90,8 @@ def main() -> None:
     print(f"| 2 processes x {max(1, args.threads // 2)} thread(s) | {two:.3f} | {two / one:.2f} |")
     print(f"| 1 process x 1 thread | {single:.3f} | {single / one:.2f} |")
     print(f"adapters of the 1- and 2-process runs: {distance:.4f} of the training's own change apart")
+    print(f"their batch losses differ by at most {max(abs(a - b) / a for a, b in losses):.2%} a step "
+          f"(first step: {losses[0][0]:.4f} vs {losses[0][1]:.4f})")
 
 
 if __name__ == "__main__":
