@@ -176,6 +176,9 @@ def train_grounder(
     lr: Annotated[float | None, typer.Option(min=0, help="Learning rate (paper: 5e-5).")] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Epochs (paper: 1).")] = None,
     images_per_batch: Annotated[int | None, typer.Option(min=1, help="Images per step, all its entities (8).")] = None,
+    positive_weight: Annotated[float | None, typer.Option(min=0, help="Loss weight of 'has a box' pairs (1).")] = None,
+    absent_negatives: Annotated[int | None, typer.Option(
+        min=0, help="Per image, drawn entities of other images asked as 'no box' (0, the paper's pairs).")] = None,
     category_field: Annotated[str, typer.Option(help="type (fine, paper) | coarse")] = "type",
     tune: Annotated[bool, typer.Option(help="Tune the P_T threshold on the dev split afterwards.")] = True,
     max_posts: Annotated[int | None, typer.Option(min=1, help="Use only the first N train posts (smoke runs).")] = None,
@@ -191,7 +194,8 @@ def train_grounder(
 
     if category_field not in ("type", "coarse"):
         raise typer.BadParameter("--category-field is type or coarse")
-    given = {"lr": lr, "epochs": epochs, "images_per_batch": images_per_batch, "seed": seed, "threads": threads}
+    given = {"lr": lr, "epochs": epochs, "images_per_batch": images_per_batch, "seed": seed, "threads": threads,
+             "positive_weight": positive_weight, "absent_negatives": absent_negatives}
     config = GrounderTrainConfig(**{key: value for key, value in given.items() if value is not None})
     log = IssueLog()
     try:

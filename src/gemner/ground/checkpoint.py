@@ -49,13 +49,14 @@ def train_grounder_checkpoint(dataset: str | Path, images: str | Path, output: s
     from ..data.folders import load_split
     from ..devices import resolve_device
     from .itm import EntityImageMatcher
-    from .train import examples_from_posts, match_probabilities, train_matcher, tune_threshold
+    from .train import examples_from_posts, match_probabilities, train_matcher, tune_threshold, with_absent_negatives
 
     if category_field not in ("type", "coarse"):
         raise DataError(f"category field is type or coarse, not {category_field!r}")
     issues = issues if issues is not None else IssueLog()
     train_items = examples_from_posts(load_split(dataset, "train", images_dir=images).posts[:max_posts],
                                       category_field, issues)
+    train_items = with_absent_negatives(train_items, config.absent_negatives, config.seed)
     if not train_items:
         raise DataError(f"no train post of {dataset} has a readable image under {images}")
     matcher = EntityImageMatcher.from_pretrained(base_model, device=resolve_device(device),
@@ -69,6 +70,7 @@ def train_grounder_checkpoint(dataset: str | Path, images: str | Path, output: s
     report = train_matcher(matcher, train_items, config, on_step=progress)
     settings: dict[str, Any] = {"base_model": base_model, "dataset": str(dataset), "category_field": category_field,
                                 "lr": config.lr, "epochs": config.epochs, "steps": report.steps,
+                                "absent_negatives": config.absent_negatives,
                                 "threshold": DEFAULT_THRESHOLD, "skipped": report.skipped}
     if tune:
         dev_items = examples_from_posts(load_split(dataset, "dev", images_dir=images).posts, category_field, issues)

@@ -89,9 +89,9 @@ def build_tiny_causal_lm(folder: str | Path, seed: int = 0, hidden: int = 64, la
 
 
 def build_tiny_llava(folder: str | Path, seed: int = 0, image_size: int = 32, patch: int = 8,
-                     init_std: float = 0.02) -> Path:
-    """Write a tiny random LLaVA (CLIP vision tower + Llama) with its processor to `folder`; `init_std`
-    as in `build_tiny_causal_lm` (0.1 gives LM head logits on a trained model's scale)."""
+                     init_std: float = 0.02, hidden: int = 64) -> Path:
+    """Write a tiny random LLaVA (CLIP vision tower + Llama of width `hidden`) with its processor to
+    `folder`; `init_std` as in `build_tiny_causal_lm` (0.1 gives LM head logits on a trained model's scale)."""
     import torch
     from transformers import CLIPVisionConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
@@ -104,7 +104,7 @@ def build_tiny_llava(folder: str | Path, seed: int = 0, image_size: int = 32, pa
         image_size=image_size, patch_size=patch, projection_dim=32,
     )
     config = LlavaConfig(
-        vision_config=vision, text_config=tiny_llama_config(len(tokenizer), init_std=init_std),
+        vision_config=vision, text_config=tiny_llama_config(len(tokenizer), hidden=hidden, init_std=init_std),
         image_token_index=image_token_id, image_seq_length=(image_size // patch) ** 2,
         vision_feature_select_strategy="default", vision_feature_layer=-2,
     )
