@@ -75,6 +75,10 @@ def quick_run(tmp_path_factory):
     return bench, settings, results, root
 
 
+QUICK_TIMEOUT = pytest.mark.timeout(1200)  # the quick run is set up by the first test that asks: CPU_MINUTES
+
+
+@QUICK_TIMEOUT
 def test_every_stage_runs_with_images_and_gem_beats_no_rerank_and_the_centre_box(quick_run) -> None:
     _, settings, results, _ = quick_run
     assert not results.run.failed, results.run.failed
@@ -93,6 +97,7 @@ def test_every_stage_runs_with_images_and_gem_beats_no_rerank_and_the_centre_box
     assert gem.mnerg.f1 > without_rerank.mnerg.f1
 
 
+@QUICK_TIMEOUT
 def test_the_json_has_every_row_and_target(quick_run) -> None:
     _, settings, results, root = quick_run
     data = json.loads((root / "out.json").read_text())
@@ -108,6 +113,7 @@ def test_the_json_has_every_row_and_target(quick_run) -> None:
     assert data["pipeline"] == str(settings.folder / "pipeline")
 
 
+@QUICK_TIMEOUT
 def test_the_pipeline_folder_loads_after_it_is_moved(quick_run, tmp_path: Path) -> None:
     from gemner import GEM
 

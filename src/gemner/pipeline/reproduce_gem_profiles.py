@@ -104,14 +104,14 @@ def gem_profile(config: str, quick: bool = False) -> GemProfile:
     if config != "paper-tiny":
         raise ValueError(f"unknown configuration {config!r}; choose one of lite, {', '.join(GEM_CONFIGS)}")
     return GemProfile(
-        "paper-tiny", True, encoder="minilm", recognizer_preset="lite", recognizer_epochs=3 if quick else 5,
+        "paper-tiny", True, encoder="minilm", recognizer_preset="lite", recognizer_epochs=3,
         # from scratch: a far larger lr than the paper's 5e-6 for LLaVA-7B (tests/test_rerank_images.py)
         reranker_model="tiny LLaVA", reranker={
-            "lr": 5e-3, "epochs": 4 if quick else 6, "batch_size": 4, "lora_rank": 32, "lora_alpha": 64,
+            "lr": 5e-3, "epochs": 4 if quick else 5, "batch_size": 4, "lora_rank": 32, "lora_alpha": 64,
             "lora_dropout": 0.0, "warmup_ratio": 0.0, "bf16": False},
         itm_model="tiny BLIP ITM",
         # from scratch: lr 3e-3 as in ground.proof, not the paper's fine-tuning 5e-5
-        grounder=GrounderTrainConfig(lr=3e-3, epochs=10 if quick else 20, images_per_batch=16, positive_weight=2.0,
+        grounder=GrounderTrainConfig(lr=3e-3, epochs=10 if quick else 15, images_per_batch=16, positive_weight=2.0,
                                      absent_negatives=6, threads=None),
         segmenter="region", captioner=None, llm=False,
         itm_spec=TinyItmSpec(image_size=96, patch_size=4, hidden_size=64, vision_layers=0, text_layers=1, heads=8),

@@ -188,7 +188,8 @@ def model_lines(config: str) -> list[str]:
             ("recogniser encoder", profile.encoder), ("reranker", profile.reranker_model),
             ("ITM", profile.itm_model), ("captioner", profile.captioner or "reference captions"))]
     return [f"{f.role}: {f.name}, {f.params / 1e6:.1f} M parameters, inference {_gib(f.inference_bytes)}, "
-            f"training {_gib(f.training_bytes)}" for f in model_footprints(config)]
+            f"training {_gib(f.training_bytes) if f.training_bytes else 'not trained'}"
+            + (f" ({f.note})" if f.note else "") for f in model_footprints(config)]
 
 
 def _gib(size: float) -> str:
