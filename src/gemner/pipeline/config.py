@@ -95,6 +95,7 @@ SWITCH_ABLATIONS: dict[str, str] = {
     "no-filter": "w/o-SF",
     "no-rerank": "w/o-CR",
     "no-ground": "w/o-grounding",
+    "centre-box": "centre-box",
 }
 
 

@@ -170,14 +170,14 @@ def row_configs(itm_base: str) -> dict[str, tuple[dict[str, Any], str | None]]:
 
 
 # rows whose `gemner predict` needs an edited copy of gemner.yaml (no switch sets these)
-CONFIG_EDITS = {"GEM-wo": " (gemner.yaml edited: ground.itm_model {itm}, threshold 0.5)",
-                "centre-box": " (gemner.yaml edited: ground.segmenter centre)"}
+CONFIG_EDITS = {"GEM-wo": " (gemner.yaml edited: ground.itm_model {itm}, threshold 0.5)"}
 
 
 def row_flags(row: str, recogniser: Path | None) -> list[str]:
     """The `gemner predict` switches of a row."""
     flags = ["--recognizer", str(recogniser)] if recogniser else []
     switches = {"w/o-KA": ["--no-knowledge"], "w/o-SF": ["--no-filter"], "w/o-CR": ["--no-rerank"],
+                "centre-box": ["--centre-box"],
                 TEXT_ONLY: ["--no-knowledge", "--no-rerank", "--no-ground"]}
     return flags + switches.get(row, [])
 
