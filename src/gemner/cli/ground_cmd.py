@@ -182,6 +182,9 @@ def train_grounder(
     processes: ProcessesOpt = 1,
     save_every: Annotated[int | None, typer.Option(
         min=0, help="Write the resumable OUTPUT/last state every N steps (100; 0: at the end only).")] = None,
+    positive_weight: Annotated[float | None, typer.Option(min=0, help="Loss weight of 'has a box' pairs (1).")] = None,
+    absent_negatives: Annotated[int | None, typer.Option(
+        min=0, help="Per image, drawn entities of other images asked as 'no box' (0, the paper's pairs).")] = None,
     category_field: Annotated[str, typer.Option(help="type (fine, paper) | coarse")] = "type",
     tune: Annotated[bool, typer.Option(help="Tune the P_T threshold on the dev split afterwards.")] = True,
     max_posts: Annotated[int | None, typer.Option(min=1, help="Use only the first N train posts (smoke runs).")] = None,
@@ -200,7 +203,8 @@ def train_grounder(
     if category_field not in ("type", "coarse"):
         raise typer.BadParameter("--category-field is type or coarse")
     given = {"lr": lr, "epochs": epochs, "images_per_batch": images_per_batch, "accumulate": accumulate,
-             "save_every_steps": save_every, "seed": seed, "threads": threads}
+             "save_every_steps": save_every, "seed": seed, "threads": threads,
+             "positive_weight": positive_weight, "absent_negatives": absent_negatives}
     config = GrounderTrainConfig(**{key: value for key, value in given.items() if value is not None})
     log = IssueLog()
     try:

@@ -53,6 +53,8 @@ def predict(
     rerank: Annotated[bool, typer.Option("--rerank/--no-rerank", help="w/o-CR")] = True,
     sample_filter: Annotated[bool, typer.Option("--filter/--no-filter", help="w/o-SF: rerank all")] = True,
     ground: Annotated[bool, typer.Option("--ground/--no-ground", help="w/o-grounding")] = True,
+    centre_box: Annotated[bool, typer.Option("--centre-box", help="Baseline: the centred box of half the image "
+                                             "side for every entity the ITM puts in the image.")] = False,
     visualize: Annotated[Path | None, typer.Option(help="Write each image with boxes and heat maps here.")] = None,
     resume: Annotated[bool, typer.Option(help="Keep the posts already in OUTPUT; predict the rest.")] = True,
     batch_size: BatchSizeOpt = 16,
@@ -85,7 +87,7 @@ def predict(
 
         torch.set_num_threads(threads)
     switched_off = {"no-knowledge": not use_knowledge, "no-filter": not sample_filter, "no-rerank": not rerank,
-                    "no-ground": not ground}
+                    "no-ground": not ground, "centre-box": centre_box}
     pipeline = predict_config(config, recognizer=recognizer, knowledge=knowledge,
                               ablations=[SWITCH_ABLATIONS[name] for name, off in switched_off.items() if off],
                               device=device)

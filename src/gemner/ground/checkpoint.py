@@ -53,7 +53,7 @@ def train_grounder_checkpoint(dataset: str | Path, images: str | Path, output: s
     from ..devices import resolve_device
     from ..distributed import DataParallel
     from .itm import EntityImageMatcher
-    from .train import examples_from_posts, match_probabilities, train_matcher, tune_threshold
+    from .train import examples_from_posts, match_probabilities, train_matcher, tune_threshold, with_absent_negatives
     from .train_state import STATE_DIR
 
     if category_field not in ("type", "coarse"):
@@ -63,6 +63,7 @@ def train_grounder_checkpoint(dataset: str | Path, images: str | Path, output: s
     issues = issues if issues is not None else IssueLog()
     train_items = examples_from_posts(load_split(dataset, "train", images_dir=images).posts[:max_posts],
                                       category_field, issues)
+    train_items = with_absent_negatives(train_items, config.absent_negatives, config.seed)
     if not train_items:
         raise DataError(f"no train post of {dataset} has a readable image under {images}")
     matcher = EntityImageMatcher.from_pretrained(base_model, device=parallel.place(resolve_device(device)),
@@ -84,6 +85,7 @@ def train_grounder_checkpoint(dataset: str | Path, images: str | Path, output: s
             log(f"warning: {issue}")
     settings: dict[str, Any] = {"base_model": base_model, "dataset": str(dataset), "category_field": category_field,
                                 "lr": config.lr, "epochs": config.epochs, "steps": report.steps,
+                                "absent_negatives": config.absent_negatives,
                                 "threshold": DEFAULT_THRESHOLD, "skipped": report.skipped}
     if tune:
         dev_items = examples_from_posts(load_split(dataset, "dev", images_dir=images).posts, category_field, issues)

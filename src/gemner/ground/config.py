@@ -15,7 +15,9 @@ class GrounderConfig(BaseModel):
     """How entities are matched to the image, traced and boxed."""
 
     itm_model: str = Field(PAPER_ITM_MODEL, description="BLIP ITM checkpoint: hub id or local folder")
-    segmenter: Literal["sam", "region", "heatmap"] = "sam"
+    segmenter: Literal["sam", "region", "heatmap", "centre"] = Field(
+        "sam", description="point to box: sam (paper role), region / heatmap (weight-free), centre (baseline: "
+        "the centred box of half the image side)")
     sam_model: str = Field(PAPER_SAM_MODEL, description="SAM checkpoint, preset name, hub id or folder")
     threshold: float = Field(0.5, ge=0.0, le=1.0, description="P_T below this: the entity gets no box")
     trace_layer: int | None = Field(None, description="cross-attention layer traced; None: the middle one")
@@ -41,6 +43,9 @@ class GrounderTrainConfig(BaseModel):
     weight_decay: float = 0.01
     warmup_ratio: float = 0.0
     positive_weight: float = Field(1.0, gt=0, description="loss weight of 'has a box' examples")
+    absent_negatives: int = Field(
+        0, ge=0, description="0: the paper's pairs only. > 0: per training image, this many drawn entities of "
+        "other images asked as 'no box' (from scratch, they make the ITM look at the image, not the name)")
     seed: int = 0
     threads: int | None = None
 

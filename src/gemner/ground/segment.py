@@ -13,6 +13,9 @@ points of one image at once (the image is encoded once):
   out whole; a textured one only as far as its dominant colour reaches.
 * `heatmap`: weight-free, the connected component of the heat map above `level` x its peak, around
   the peak: no image evidence, only where the tracing put its mass.
+* `centre`: no localisation at all, a baseline: the box of half the image side at the image centre, for
+  every entity the ITM puts in the image (the `centre-box` ablation of `pipeline.config.ABLATIONS`);
+  what a grounder scores when the trace and the segmenter add nothing.
 """
 
 from __future__ import annotations
@@ -184,6 +187,24 @@ class HeatmapSegmenter:
         if peak <= 0:
             return None
         return mask_to_box(connected_component(heatmap >= self.level * peak, point))
+
+
+@dataclass
+class CentreSegmenter:
+    """Baseline: whatever the point, the centred box of `fraction` x each image side."""
+
+    fraction: float = 0.5
+    name: str = "centre"
+
+    def boxes(self, image: Image.Image, points: Sequence[Point],
+              heatmaps: Sequence[torch.Tensor] = ()) -> list[Box | None]:
+        return [centre_box(image.width, image.height, self.fraction) for _ in points]
+
+
+def centre_box(width: int, height: int, fraction: float = 0.5) -> Box:
+    """The box of `fraction` x each side, centred in a `width` x `height` image."""
+    half_w, half_h = width * fraction / 2, height * fraction / 2
+    return Box(width / 2 - half_w, height / 2 - half_h, width / 2 + half_w, height / 2 + half_h)
 
 
 def _scaled(box: Box | None, factor: float) -> Box | None:

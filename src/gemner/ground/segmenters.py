@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 
 from .sam import SamSegmenter
-from .segment import HeatmapSegmenter, RegionGrowingSegmenter, Segmenter
+from .segment import CentreSegmenter, HeatmapSegmenter, RegionGrowingSegmenter, Segmenter
 
-SEGMENTERS = ("sam", "region", "heatmap")
+SEGMENTERS = ("sam", "region", "heatmap", "centre")
 
 
 def build_segmenter(kind: str, sam_model: str = "facebook/sam-vit-base", *,
@@ -23,6 +23,8 @@ def build_segmenter(kind: str, sam_model: str = "facebook/sam-vit-base", *,
         return RegionGrowingSegmenter()
     if kind == "heatmap":
         return HeatmapSegmenter()
+    if kind == "centre":
+        return CentreSegmenter()
     if kind == "sam":
         return SamSegmenter.from_pretrained(sam_model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
     raise ValueError(f"unknown segmenter {kind!r}; choose one of {', '.join(SEGMENTERS)}")

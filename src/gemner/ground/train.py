@@ -64,6 +64,23 @@ def examples_from_posts(posts: Iterable[Post], category_field: str = "type",
     return items
 
 
+def with_absent_negatives(items: Sequence[TrainingImage], count: int, seed: int = 0) -> list[TrainingImage]:
+    """`items` with, per image, up to `count` entities that other images show and this one does not
+    (label: no box). Matching pairs alone let an ITM trained from scratch answer from the entity's name
+    (a name that is drawn once is drawn always); an absent drawn entity can only be told from the image."""
+    if count <= 0:
+        return list(items)
+    rng = random.Random(seed)
+    drawn = sorted({(entity, category) for item in items for entity, category, has_box in item.queries if has_box})
+    result = []
+    for item in items:
+        here = {(entity, category) for entity, category, _ in item.queries}
+        absent = [pair for pair in drawn if pair not in here]
+        extra = [(entity, category, False) for entity, category in rng.sample(absent, min(count, len(absent)))]
+        result.append(TrainingImage(item.key, item.image, [*item.queries, *extra]))
+    return result
+
+
 @dataclass
 class MatcherTrainReport:
     steps: int = 0

@@ -86,6 +86,9 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "w/o-SF": {"rerank": {"sample_filter": False}},
     "w/o-CR": {"rerank": {"enabled": False}},
     "w/o-grounding": {"ground": {"enabled": False}},
+    # Not one of the paper's: a baseline box in place of trace + segmenter (`ground.segment.CentreSegmenter`),
+    # so that a grounded EEG can be read against what no localisation scores.
+    "centre-box": {"ground": {"segmenter": "centre"}},
 }
 
 
@@ -95,6 +98,7 @@ SWITCH_ABLATIONS: dict[str, str] = {
     "no-filter": "w/o-SF",
     "no-rerank": "w/o-CR",
     "no-ground": "w/o-grounding",
+    "centre-box": "centre-box",
 }
 
 
@@ -142,11 +146,27 @@ def _expand(value: str | None) -> str | None:
     return expand_model_name(value) if value else value
 
 
-def _resolve_paths(config: PipelineConfig) -> PipelineConfig:
+def _beside(value: str | None, folder: Path | None) -> str | None:
+    """A relative path that exists beside the YAML file, made absolute: a pipeline folder whose
+    `gemner.yaml` names `recognizer/` works wherever the folder is moved. Other values (hub ids,
+    paths from the working directory, absolute paths) are kept."""
+    if not value or folder is None or Path(value).is_absolute() or not (folder / value).exists():
+        return value
+    return str((folder / value).resolve())
+
+
+def _resolve_paths(config: PipelineConfig, folder: Path | None = None) -> PipelineConfig:
+    """`models:NAME` expanded; relative paths found beside the YAML (in `folder`) made absolute."""
+    def path(value: str | None) -> str | None:
+        return _beside(_expand(value), folder)
+
     return config.model_copy(update={
-        "recognizer": config.recognizer.model_copy(update={"model": _expand(config.recognizer.model)}),
-        "rerank": config.rerank.model_copy(update={"model": _expand(config.rerank.model)}),
-        "ground": config.ground.model_copy(update={"itm_model": _expand(config.ground.itm_model)}),
+        "knowledge": config.knowledge.model_copy(update={"file": path(config.knowledge.file),
+                                                         "captioner": path(config.knowledge.captioner)}),
+        "recognizer": config.recognizer.model_copy(update={"model": path(config.recognizer.model)}),
+        "rerank": config.rerank.model_copy(update={"model": path(config.rerank.model)}),
+        "ground": config.ground.model_copy(update={"itm_model": path(config.ground.itm_model),
+                                                   "sam_model": path(config.ground.sam_model)}),
     })
 
 
@@ -170,15 +190,14 @@ def parse_config(text: str, where: str) -> PipelineConfig:
 
 
 def load_config(name_or_path: str | Path) -> PipelineConfig:
-    """A preset name (`lite`, `paper`), a YAML file, or a folder holding `gemner.yaml`."""
+    """A preset name (`lite`, `paper`), a YAML file, or a folder holding `gemner.yaml`. In a file, a
+    relative path that exists beside it is read from there (a pipeline folder can be moved)."""
     path = Path(name_or_path)
     if path.is_dir():
         path = path / "gemner.yaml"
     if path.is_file():
-        config = parse_config(path.read_text(encoding="utf-8"), str(path))
-    else:
-        config = parse_config(preset_text(str(name_or_path)), f"preset {name_or_path}")
-    return _resolve_paths(config)
+        return _resolve_paths(parse_config(path.read_text(encoding="utf-8"), str(path)), path.parent)
+    return _resolve_paths(parse_config(preset_text(str(name_or_path)), f"preset {name_or_path}"))
 
 
 def predict_config(config: str | Path | None = None, *, recognizer: str | Path | None = None,

@@ -26,10 +26,12 @@ def base_model_name(name_or_dir: str) -> str:
     if not (folder / CONFIG_FILE).is_file():
         return name_or_dir
     try:
-        saved = json.loads((folder / CONFIG_FILE).read_text())
-        return str(saved["model"])
+        model = str(json.loads((folder / CONFIG_FILE).read_text())["model"])
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ValueError(f"{folder / CONFIG_FILE}: unreadable reranker settings ({err})") from err
+    # a base model shipped inside the folder is named relative to it, so that the folder can be moved
+    inside = folder / model
+    return str(inside) if not Path(model).is_absolute() and inside.is_dir() else model
 
 
 def check(name_or_dir: str) -> None:

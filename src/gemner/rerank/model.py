@@ -19,6 +19,7 @@ from ..devices import resolve_device
 from ..hub import resolve
 from ..paths import expand_model_name
 from .config import RerankerConfig
+from .lazy import base_model_name
 from .prompt import PLAIN_ANSWER_HEADER, PLAIN_QUERY_HEADER, RerankQuery, few_shot_examples, query_text
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ class Reranker:
         schema = None
         if adapter_dir is not None:
             saved = RerankerConfig.model_validate_json((adapter_dir / CONFIG_FILE).read_text())
+            saved = saved.model_copy(update={"model": base_model_name(str(adapter_dir))})  # relative: inside it
             overrides = config.model_dump(exclude_unset=True, exclude={"model"}) if config else {}
             config = saved.model_copy(update=overrides)
             if (adapter_dir / LABELS_FILE).is_file():

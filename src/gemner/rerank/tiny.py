@@ -89,8 +89,9 @@ def build_tiny_causal_lm(folder: str | Path, seed: int = 0, hidden: int = 64, la
 
 
 def tiny_llava_config(vocab_size: int, image_token_id: int, image_size: int = 32, patch: int = 8,
-                      init_std: float = 0.02):
-    """The tiny LLaVA's config: a 2-layer CLIP vision tower (32 wide) and `tiny_llama_config`'s Llama."""
+                      init_std: float = 0.02, hidden: int = 64):
+    """The tiny LLaVA's config: a 2-layer CLIP vision tower (32 wide) and `tiny_llama_config`'s Llama of width
+    `hidden`."""
     from transformers import CLIPVisionConfig, LlavaConfig
 
     vision = CLIPVisionConfig(
@@ -98,16 +99,16 @@ def tiny_llava_config(vocab_size: int, image_token_id: int, image_size: int = 32
         image_size=image_size, patch_size=patch, projection_dim=32,
     )
     return LlavaConfig(
-        vision_config=vision, text_config=tiny_llama_config(vocab_size, init_std=init_std),
+        vision_config=vision, text_config=tiny_llama_config(vocab_size, hidden=hidden, init_std=init_std),
         image_token_index=image_token_id, image_seq_length=(image_size // patch) ** 2,
         vision_feature_select_strategy="default", vision_feature_layer=-2,
     )
 
 
 def build_tiny_llava(folder: str | Path, seed: int = 0, image_size: int = 32, patch: int = 8,
-                     init_std: float = 0.02) -> Path:
-    """Write a tiny random LLaVA (CLIP vision tower + Llama) with its processor to `folder`; `init_std`
-    as in `build_tiny_causal_lm` (0.1 gives LM head logits on a trained model's scale)."""
+                     init_std: float = 0.02, hidden: int = 64) -> Path:
+    """Write a tiny random LLaVA (CLIP vision tower + Llama of width `hidden`) with its processor to
+    `folder`; `init_std` as in `build_tiny_causal_lm` (0.1 gives LM head logits on a trained model's scale)."""
     import torch
     from transformers import LlavaForConditionalGeneration, LlavaProcessor
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
@@ -115,7 +116,7 @@ def build_tiny_llava(folder: str | Path, seed: int = 0, image_size: int = 32, pa
     folder = Path(folder)
     tokenizer = build_tiny_tokenizer()
     config = tiny_llava_config(len(tokenizer), tokenizer.convert_tokens_to_ids(IMAGE_TOKEN), image_size=image_size,
-                               patch=patch, init_std=init_std)
+                               patch=patch, init_std=init_std, hidden=hidden)
     torch.manual_seed(seed)
     model = LlavaForConditionalGeneration(config)
     image_processor = CLIPImageProcessorPil(

@@ -179,17 +179,18 @@ def training_data(dataset: str, train: str | Path | None = None, dev: str | Path
                   labels: str | None = None, *, max_train: int | None = None,
                   max_dev: int | None = None) -> TrainingData:
     """What `gemner train recognizer` trains on: the person's `train` and `dev` files when given (both
-    are needed), else the shipped benchmark `dataset`; each cut to its first `max_*` posts."""
+    are needed), else the benchmark `dataset` (a shipped name or an upstream folder, `data.folders`); each
+    cut to its first `max_*` posts."""
     if (train is None) != (dev is None):
         raise DataError("--train and --dev go together: give both files, or neither (then --dataset is used)")
     if train is not None and dev is not None:
         data = load_training_files(train, dev, labels)
     else:
-        from ..benchmarks import load_dataset
+        from ..folders import load_split
 
         if labels is not None:
             raise DataError("--labels applies to --train/--dev files; the benchmarks have their own label sets")
-        train_split, dev_split = load_dataset(dataset, "train"), load_dataset(dataset, "dev")
+        train_split, dev_split = load_split(dataset, "train"), load_split(dataset, "dev")
         data = TrainingData(dev_split.schema, train_split.posts, dev_split.posts,
                             train_split.issues + dev_split.issues, dataset)
     return replace(data, train=data.train[:max_train], dev=data.dev[:max_dev])
