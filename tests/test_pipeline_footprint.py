@@ -59,6 +59,7 @@ def test_paper_tiny_counts_match_the_models_built_for_real(tmp_path):
     from gemner.data.synthetic import caption_vocabulary, entity_names
     from gemner.ground.tiny import build_tiny_itm
     from gemner.knowledge.tiny_captioner import build_tiny_captioner
+    from gemner.pipeline.reproduce_gem_profiles import gem_profile
     from gemner.recognize.checkpoint import build_model
     from gemner.recognize.config import preset
     from gemner.recognize.model import Recognizer
@@ -67,7 +68,8 @@ def test_paper_tiny_counts_match_the_models_built_for_real(tmp_path):
     rows = by_role(model_footprints("paper-tiny"))
     assert list(rows) == ["recogniser", "captioner", "reranker", "matcher"]
     assert rows["captioner"].params == count_parameters(build_tiny_captioner(caption_vocabulary())[0])
-    assert rows["matcher"].params == count_parameters(build_tiny_itm([*entity_names(), *FMNERG_SCHEMA.labels])[0])
+    spec = gem_profile("paper-tiny").itm_spec
+    assert rows["matcher"].params == count_parameters(build_tiny_itm([*entity_names(), *FMNERG_SCHEMA.labels], spec)[0])
     llava = LlavaForConditionalGeneration.from_pretrained(build_tiny_llava(tmp_path / "llava"))
     assert rows["reranker"].params == count_parameters(llava)
     recogniser = build_model(Recognizer, preset("lite"), FMNERG_SCHEMA, [])

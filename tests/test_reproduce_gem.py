@@ -56,7 +56,8 @@ def test_the_dry_run_prints_each_step_with_its_command_and_runs_nothing(tmp_path
     lines = "".join(gem_plan(GemSettings(str(bench), "paper-tiny", runs=tmp_path / "runs")))
     assert "$ gemner train recognizer" in lines and "--no-mgp" in lines and "$ gemner train reranker" in lines
     assert "$ gemner train grounder" in lines and "--absent-negatives" in lines and "row centre-box" in lines
-    assert "model recogniser encoder: minilm" in lines
+    assert "model recogniser: all-MiniLM-L6-v2 + heads, 22.8 M parameters" in lines
+    assert "model reranker: tiny LLaVA" in lines and "LoRA parameters (rank 32" in lines
     assert not (tmp_path / "runs" / "bench" / "paper-tiny" / "recognizers").exists()
     paper = "".join(gem_plan(GemSettings("fmnerg", "paper", runs=tmp_path / "runs", images=tmp_path)))
     assert "llava-hf/llava-1.5-7b-hf" in paper and "--encoder bert-base-cased" in paper

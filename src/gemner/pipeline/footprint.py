@@ -160,12 +160,13 @@ def _paper_tiny() -> list[ModelFootprint]:
 
     from ..data.schema import FMNERG_SCHEMA
     from ..data.synthetic import caption_vocabulary, entity_names
-    from ..ground.tiny import TinyItmSpec, build_tokenizer, tiny_blip_config
+    from ..ground.tiny import build_tokenizer, tiny_blip_config
     from ..knowledge.tiny_captioner import TinyCaptionerSpec, build_caption_tokenizer, tiny_captioner_config
     from ..recognize.config import preset
-    from ..rerank.config import PRESETS
     from ..rerank.tiny import IMAGE_TOKEN, build_tiny_tokenizer, tiny_llava_config
+    from .reproduce_gem_profiles import gem_profile
 
+    profile = gem_profile("paper-tiny")  # the sizes `gemner reproduce --config paper-tiny` trains
     caption_vocab = len(build_caption_tokenizer(caption_vocabulary()).get_vocab())
     itm_vocab = len(build_tokenizer([*entity_names(), *FMNERG_SCHEMA.labels]).get_vocab())
     llava_tokenizer = build_tiny_tokenizer()
@@ -174,11 +175,12 @@ def _paper_tiny() -> list[ModelFootprint]:
         _recogniser(_minilm_config(), preset("lite"), FMNERG_SCHEMA, "all-MiniLM-L6-v2 + heads", CPU_FP32,
                     "the shipped recogniser's encoder"),
         _model("captioner", BlipForConditionalGeneration, tiny_captioner_config(caption_vocab, TinyCaptionerSpec()),
-               "tiny BLIP captioner", CPU_FP32, "full", "knowledge.tiny_captioner, synthetic caption vocabulary"),
-        _reranker(lambda: LlavaForConditionalGeneration(llava), "tiny LLaVA", CPU_FP32, PRESETS["paper"].lora_rank,
+               "tiny BLIP captioner", CPU_FP32, "full", "knowledge.tiny_captioner, synthetic caption vocabulary"
+               + ("" if profile.captioner else "; reproduce uses the benchmark's reference captions in its place")),
+        _reranker(lambda: LlavaForConditionalGeneration(llava), "tiny LLaVA", CPU_FP32, profile.reranker["lora_rank"],
                   "vision", "rerank.tiny.build_tiny_llava"),
-        _model("matcher", BlipForImageTextRetrieval, tiny_blip_config(itm_vocab, TinyItmSpec()), "tiny BLIP ITM",
-               CPU_FP32, "full", "ground.tiny.TinyItmSpec, synthetic names and FMNERG types"),
+        _model("matcher", BlipForImageTextRetrieval, tiny_blip_config(itm_vocab, profile.itm_spec), "tiny BLIP ITM",
+               CPU_FP32, "full", "ground.tiny.TinyItmSpec of paper-tiny, synthetic names and FMNERG types"),
     ]
 
 

@@ -178,15 +178,10 @@ def gem_plan(settings: GemSettings) -> list[str]:
 
 
 def model_lines(config: str) -> list[str]:
-    """One line per model of `config`: role, name, parameters, memory for inference and training (the
-    footprints of `pipeline.footprint`, when that module is installed; names only otherwise)."""
-    try:
-        from .footprint import model_footprints  # type: ignore[import-not-found]
-    except ImportError:
-        profile = GemSettings("", config).profile()
-        return [f"{role}: {name} (sizes: not available in this version)" for role, name in (
-            ("recogniser encoder", profile.encoder), ("reranker", profile.reranker_model),
-            ("ITM", profile.itm_model), ("captioner", profile.captioner or "reference captions"))]
+    """One line per model of `config`: role, name, parameters, memory for inference and training
+    (`pipeline.footprint`, counted on the meta device: nothing is loaded or downloaded)."""
+    from .footprint import model_footprints
+
     return [f"{f.role}: {f.name}, {f.params / 1e6:.1f} M parameters, inference {_gib(f.inference_bytes)}, "
             f"training {_gib(f.training_bytes) if f.training_bytes else 'not trained'}"
             + (f" ({f.note})" if f.note else "") for f in model_footprints(config)]
