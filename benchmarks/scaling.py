@@ -6,7 +6,7 @@
   and 250 words (FMNERG test words laid end to end), `--posts` of each, best of `--rounds`; time per
   encoded word (words past the 256-subword budget are cut and predicted O, so they are not counted)
   should stay flat or fall (a short post pays per-post costs; attention's quadratic term is small);
-* reranker (shipped lite, batched path): posts of 10x the entity count in words carrying 1, 5 or 20
+* reranker (shipped lite, batched path): posts of `--rerank-words` words carrying 1, 5 or 20
   hard entities (entropy above gamma, the recogniser's top-5 candidates of a real post) and as many
   easy ones (entropy 0), plus a row of posts with 20 easy entities only; time per hard entity should
   stay flat, "entities scored" must equal the hard ones and the easy-only row must cost ~nothing.
@@ -71,9 +71,10 @@ def entity(tokens: list[str], index: int, hard: bool) -> PredictedEntity:
                            box_status="not_computed")
 
 
-def reranker_table(run, posts, count: int) -> None:
-    """`count` posts per row, each with `hard` hard and `easy` easy entities; every post's entities
-    interleaved (hard, easy, hard, ...) so that an easy one is never simply at the end."""
+def reranker_table(run, posts, count: int, words: int) -> None:
+    """`count` posts of `words` words per row, each with `hard` hard and `easy` easy entities, interleaved
+    (hard, easy, hard, ...). Every row has the same post length, so the prompts are alike and the cost per
+    hard entity shows how it grows with the entities alone (a longer post makes every prompt longer)."""
     from gemner.data.issues import IssueLog
     from gemner.rerank.apply import PostContext
 
@@ -83,7 +84,7 @@ def reranker_table(run, posts, count: int) -> None:
     for hard, easy in ((0, 20), (1, 1), (5, 5), (20, 20)):
         items = []
         for i in range(count):
-            tokens = words_of(posts, 10 * max(hard, easy) + 2 * max(hard, easy), 131 * i)
+            tokens = words_of(posts, words, 131 * i)
             entities = [entity(tokens, 2 * j, True) for j in range(hard)] + \
                 [entity(tokens, 2 * j + 1, False) for j in range(easy)]
             items.append((sorted(entities, key=lambda e: e.start), PostContext(f"r{hard}-{i}", tokens)))
@@ -110,6 +111,7 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32", help="the recogniser's (float32 | bfloat16)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--skip-reranker", action="store_true")
+    parser.add_argument("--rerank-words", type=int, default=48, help="words per reranker post (>= 40)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -123,7 +125,7 @@ def main() -> None:
         return
     reranker = Reranker.load(str(models_dir() / "fmnerg-reranker-lite"), device="cpu")
     run = EntityReranker.build(reranker, SampleFilter(0.2, k=5), model.schema)
-    reranker_table(run, posts, max(1, args.posts // 4))
+    reranker_table(run, posts, max(1, args.posts // 4), max(40, args.rerank_words))
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
 
 
