@@ -11,6 +11,7 @@ Two runs on the same benchmark posts (FMNERG test, first N):
     python benchmarks/pipeline_speed.py --posts 64 --threads 1
     python benchmarks/pipeline_speed.py --posts 1500 --threads 2 --compare --gammas 0.82 0.2
     python benchmarks/pipeline_speed.py --posts 32 --threads 1 --paper-vision --vision-posts 8 [--sam slimsam-50]
+    python benchmarks/pipeline_speed.py --posts 1500 --threads 2 --recogniser-batches 16 256
 
 `--compare` times, in one process (same machine load), at each `--gammas` value: the recogniser
 alone (rerank off), the pipeline with batched reranking (the hard entities of a whole batch of posts
@@ -24,6 +25,7 @@ ground) with wall-clock timers; "other" is the rest (tokenising, result objects)
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -89,6 +91,23 @@ def compare(preset: str, posts, batch_size: int, gammas: list[float]) -> None:
               f"| {old_s / new_s:.2f}x | {new_s / recogniser_s:.2f}x | {share:.0f} % |", flush=True)
 
 
+def recogniser_batches(preset: str, posts, batch_sizes: list[int], rounds: int = 2) -> None:
+    """The pipeline with rerank off (the recogniser stage through `GEM.pipe`) at each `GEM.pipe` batch
+    size, which is also the recogniser's length-bucketing window; alternating rounds, best kept."""
+    from gemner import GEM
+
+    gem = GEM.from_pretrained(preset, {"rerank": {"enabled": False}})
+    best = {size: float("inf") for size in batch_sizes}
+    for _ in range(rounds):
+        for size in batch_sizes:
+            best[size] = min(best[size], run(gem, posts, size, defaultdict(float))[0])
+    print("| pipe batch size (bucketing window) | seconds | posts/s | x first |")
+    print("| ---: | ---: | ---: | ---: |")
+    for size in batch_sizes:
+        ratio = best[batch_sizes[0]] / best[size]
+        print(f"| {size} | {best[size]:.2f} | {len(posts) / best[size]:.1f} | {ratio:.2f}x |")
+
+
 def random_image(folder: Path) -> Path:
     generator = torch.Generator().manual_seed(0)
     pixels = (torch.rand(480, 640, 3, generator=generator) * 255).to(torch.uint8).numpy()
@@ -145,11 +164,18 @@ def main() -> None:
     parser.add_argument("--compare", action="store_true",
                         help="recogniser alone vs batched vs entity-by-entity reranking, in one process")
     parser.add_argument("--gammas", type=float, nargs="+", default=[0.82, 0.2], help="sample filter thresholds")
+    parser.add_argument("--recogniser-batches", type=int, nargs="+", default=None,
+                        help="rerank off: posts/s at each of these pipe batch sizes (e.g. 16 256)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
     posts = load_dataset(args.dataset, "test").posts[:args.posts]
+    if args.recogniser_batches:
+        print(f"preset {args.preset}, rerank off, {torch.get_num_threads()} threads, {len(posts)} {args.dataset} "
+              f"test posts, load average {os.getloadavg()[0]:.1f}")
+        recogniser_batches(args.preset, posts, args.recogniser_batches)
+        return
     if args.compare:
         print(f"preset {args.preset}, {torch.get_num_threads()} threads, {len(posts)} {args.dataset} test posts, "
               f"batches of {args.batch_size}")

@@ -4,8 +4,9 @@
 
 * recogniser (shipped FMNERG lite, prepared for inference as the pipeline runs it): posts of 10, 50
   and 250 words (FMNERG test words laid end to end), `--posts` of each, best of `--rounds`; time per
-  word should stay flat (attention's quadratic term is small at these lengths);
-* reranker (shipped lite, batched path): posts of 10x the entity count in words carrying 1, 5 or 20
+  encoded word (words past the 256-subword budget are cut and predicted O, so they are not counted)
+  should stay flat or fall (a short post pays per-post costs; attention's quadratic term is small);
+* reranker (shipped lite, batched path): posts of `--rerank-words` words carrying 1, 5 or 20
   hard entities (entropy above gamma, the recogniser's top-5 candidates of a real post) and as many
   easy ones (entropy 0), plus a row of posts with 20 easy entities only; time per hard entity should
   stay flat, "entities scored" must equal the hard ones and the easy-only row must cost ~nothing.
@@ -40,23 +41,28 @@ def clocks(fn) -> tuple[float, float]:
 
 def recogniser_table(model, posts, count: int, rounds: int) -> None:
     """Posts of 10, 50 and 250 words, `count` of each, best of `rounds` alternating rounds."""
-    from gemner.recognize.predict import predict_posts
+    from gemner.recognize.encoding import encode_post
+    from gemner.recognize.predict import input_limit, predict_posts
 
     lengths = (10, 50, 250)
     batches = {n: [Post(f"s{n}-{i}", words_of(posts, n, 97 * i)) for i in range(count)] for n in lengths}
+    limit = input_limit(model)  # words past the subword budget are cut (predicted O): count the kept ones
+    kept = {n: sum(encode_post(model.tokenizer, p.tokens, None, limit).n_words for p in batch)
+            for n, batch in batches.items()}
     for batch in batches.values():
         list(predict_posts(model, batch[:2]))
     best = {n: (float("inf"), float("inf")) for n in lengths}
     for _ in range(rounds):
         for n, batch in batches.items():
             best[n] = min(best[n], clocks(lambda b=batch: list(predict_posts(model, b))))
-    print("| words per post | posts | seconds | posts/s | ms per word | CPU ms per word | per word vs 10 words |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    base = best[10][0] / 10
+    print("| words per post | words encoded per post | posts | seconds | posts/s | ms per encoded word | "
+          "CPU ms per encoded word | per word vs 10 words |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    base = best[10][0] / kept[10]
     for n in lengths:
         wall, cpu = best[n]
-        print(f"| {n} | {count} | {wall:.2f} | {count / wall:.1f} | {1000 * wall / (count * n):.2f} | "
-              f"{1000 * cpu / (count * n):.2f} | {wall / n / base:.2f}x |", flush=True)
+        print(f"| {n} | {kept[n] / count:.0f} | {count} | {wall:.2f} | {count / wall:.1f} | "
+              f"{1000 * wall / kept[n]:.2f} | {1000 * cpu / kept[n]:.2f} | {wall / kept[n] / base:.2f}x |", flush=True)
 
 
 def entity(tokens: list[str], index: int, hard: bool) -> PredictedEntity:
@@ -65,9 +71,10 @@ def entity(tokens: list[str], index: int, hard: bool) -> PredictedEntity:
                            box_status="not_computed")
 
 
-def reranker_table(run, posts, count: int) -> None:
-    """`count` posts per row, each with `hard` hard and `easy` easy entities; every post's entities
-    interleaved (hard, easy, hard, ...) so that an easy one is never simply at the end."""
+def reranker_table(run, posts, count: int, words: int) -> None:
+    """`count` posts of `words` words per row, each with `hard` hard and `easy` easy entities, interleaved
+    (hard, easy, hard, ...). Every row has the same post length, so the prompts are alike and the cost per
+    hard entity shows how it grows with the entities alone (a longer post makes every prompt longer)."""
     from gemner.data.issues import IssueLog
     from gemner.rerank.apply import PostContext
 
@@ -77,7 +84,7 @@ def reranker_table(run, posts, count: int) -> None:
     for hard, easy in ((0, 20), (1, 1), (5, 5), (20, 20)):
         items = []
         for i in range(count):
-            tokens = words_of(posts, 10 * max(hard, easy) + 2 * max(hard, easy), 131 * i)
+            tokens = words_of(posts, words, 131 * i)
             entities = [entity(tokens, 2 * j, True) for j in range(hard)] + \
                 [entity(tokens, 2 * j + 1, False) for j in range(easy)]
             items.append((sorted(entities, key=lambda e: e.start), PostContext(f"r{hard}-{i}", tokens)))
@@ -104,6 +111,7 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32", help="the recogniser's (float32 | bfloat16)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--skip-reranker", action="store_true")
+    parser.add_argument("--rerank-words", type=int, default=48, help="words per reranker post (>= 40)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -117,7 +125,7 @@ def main() -> None:
         return
     reranker = Reranker.load(str(models_dir() / "fmnerg-reranker-lite"), device="cpu")
     run = EntityReranker.build(reranker, SampleFilter(0.2, k=5), model.schema)
-    reranker_table(run, posts, max(1, args.posts // 4))
+    reranker_table(run, posts, max(1, args.posts // 4), max(40, args.rerank_words))
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
 
 

@@ -114,28 +114,33 @@ def test_bfloat16_encoder_keeps_fp32_heads_and_close_emissions(encoder_dir):
 
 def test_unknown_dtype_is_refused_by_the_library_and_the_pipeline_config(encoder_dir):
     from gemner.pipeline.config import RecognizerStage
+    from gemner.recognize.inference import native_bf16, resolve_dtype
 
-    with pytest.raises(ValueError, match="float32, bfloat16"):
+    with pytest.raises(ValueError, match="auto, float32, bfloat16"):
         prepare_for_inference(_trained_like(encoder_dir), "float16")  # type: ignore[arg-type]
     with pytest.raises(ValidationError):
         RecognizerStage(model="x", dtype="float16")
-    assert RecognizerStage(model="x").dtype == "float32"
+    assert RecognizerStage(model="x").dtype == "auto"
+    assert resolve_dtype("auto") == ("bfloat16" if native_bf16() else "float32")
+    assert resolve_dtype("float32") == "float32"
 
 
 def test_pipeline_runs_its_recogniser_in_the_configured_dtype(tiny_pipeline_models):
     from gemner import GEM
     from gemner.pipeline.testing import tiny_pipeline_config
+    from gemner.recognize.inference import resolve_dtype
 
     posts = synthetic_posts(6, seed=4)
     found = {}
-    for dtype in ("float32", "bfloat16"):
+    for dtype in ("float32", "bfloat16", "auto"):
         config = tiny_pipeline_config(tiny_pipeline_models, recognizer={"dtype": dtype},
                                       rerank={"enabled": False}, ground={"enabled": False})
         gem = GEM(config)
-        assert {p.dtype for p in gem.recognizer.model.encoder.parameters()} == {getattr(torch, dtype)}
+        expected = getattr(torch, resolve_dtype(dtype))
+        assert {p.dtype for p in gem.recognizer.model.encoder.parameters()} == {expected}
         found[dtype] = [[(e.start, e.end) for e in r.entities] for r in gem.pipe(posts)]
     assert any(found["float32"])
-    assert found["bfloat16"] == found["float32"]  # the trained tiny task is clear-cut: same spans in bf16
+    assert found["bfloat16"] == found["float32"] == found["auto"]  # the tiny task is clear-cut: same spans
 
 
 @pytest.mark.slow  # three passes of the shipped model over 160 posts: ~15 s on a quiet core, minutes under load

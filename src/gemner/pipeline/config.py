@@ -48,9 +48,9 @@ class RecognizerStage(_Section):
     model: str = Field(..., description="recogniser checkpoint folder (`gemner train recognizer`)")
     batch_size: int = 32
     device: Device = "auto"
-    dtype: Literal["float32", "bfloat16"] = Field(
-        "float32", description="the encoder's inference dtype; bfloat16 pays where the hardware multiplies it "
-        "natively (avx512_bf16 / AMX CPUs, GPUs); see docs/benchmarks-speed.md")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="the encoder's inference dtype; auto: bfloat16 where the hardware multiplies it "
+        "natively (avx512_bf16 / AMX CPUs, CUDA GPUs), else float32; see docs/benchmarks-speed.md")
 
 
 class RerankStage(RerankSettings):

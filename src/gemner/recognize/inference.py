@@ -6,8 +6,9 @@ autocast, which on a CPU re-casts every weight at every call. `prepare_for_infer
 
 * peft's `merge_and_unload` folds each adapter into its layer (W + B A, computed once in fp32), so
   every layer is one plain matmul;
-* the encoder is cast once to `dtype` (`float32`, the default, or `bfloat16`, which pays on CPUs with
-  native bf16 dot products such as avx512_bf16 / AMX and on GPUs); the heads, CRFs and M stay fp32;
+* the encoder is cast once to `dtype`: `float32`, `bfloat16`, or `auto` (the default): bfloat16 where
+  the hardware multiplies it natively (CPUs with avx512_bf16 / AMX, CUDA GPUs), else float32. Both give
+  the same FMNERG test F1 to 0.1 (docs/benchmarks-speed.md). The heads, CRFs and M stay fp32;
 * autocast is switched off and gradients are never recorded.
 
 The folded weights equal the adapter sum up to float rounding (tests: the same entities on real
@@ -20,7 +21,7 @@ from typing import Literal
 
 import torch
 
-InferenceDtype = Literal["float32", "bfloat16"]
+InferenceDtype = Literal["auto", "float32", "bfloat16"]
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
@@ -34,6 +35,15 @@ def native_bf16() -> bool:
         return False
 
 
+def resolve_dtype(dtype: str) -> str:
+    """`auto`: bfloat16 where the hardware multiplies it natively (same FMNERG F1, faster), else float32."""
+    if dtype == "auto":
+        return "bfloat16" if native_bf16() else "float32"
+    if dtype not in DTYPES:
+        raise ValueError(f"recogniser dtype {dtype!r}: choose one of auto, {', '.join(DTYPES)}")
+    return dtype
+
+
 def merge_adapters(model) -> None:
     """Fold the encoder's LoRA adapters into its weights (a no-op for a fully fine-tuned encoder)."""
     if hasattr(model.encoder, "merge_and_unload"):
@@ -41,10 +51,10 @@ def merge_adapters(model) -> None:
             model.encoder = model.encoder.merge_and_unload()
 
 
-def prepare_for_inference(model, dtype: InferenceDtype = "float32"):
-    """The same `model`, adapters merged, encoder in `dtype`, autocast off, eval mode, frozen."""
-    if dtype not in DTYPES:
-        raise ValueError(f"recogniser dtype {dtype!r}: choose one of {', '.join(DTYPES)}")
+def prepare_for_inference(model, dtype: InferenceDtype = "auto"):
+    """The same `model`, adapters merged, encoder in `dtype` (`resolve_dtype`), autocast off, eval mode,
+    frozen."""
+    dtype = resolve_dtype(dtype)
     merge_adapters(model)
     model.encoder.to(DTYPES[dtype])
     model.encoder_autocast = False  # the encoder runs in its own dtype now

@@ -141,7 +141,7 @@ def write_predictions(model, posts: Sequence[Post], output: str | Path, knowledg
 def predict_file(recognizer: str | Path, posts: Sequence[Post], output: str | Path,
                  knowledge: str | Path | None = None, batch_size: int = 32, resume: bool = False,
                  device: str = "cpu", log: IssueLog | None = None, progress: bool = False,
-                 trust_remote_code: bool = False, dtype: InferenceDtype = "float32") -> WriteCounts:
+                 trust_remote_code: bool = False, dtype: InferenceDtype = "auto") -> WriteCounts:
     """Load a recogniser checkpoint and write its predictions for `posts`: the recogniser alone, as
     `gemner predict --recognizer` without `--config` computes them (`dtype`: the encoder's, see
     `inference.prepare_for_inference`)."""
