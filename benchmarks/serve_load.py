@@ -9,7 +9,10 @@ answering one post at a time (`--max-batch 1`), then, with FMNERG test posts:
 2. callers that disconnect mid-request (raw sockets closed 10-300 ms after sending) mixed with normal ones;
 3. a burst of `--burst` simultaneous requests, beyond the batched server's queue (`--max-queue`): 429s with
    Retry-After, no 5xx, and the server still answers after;
-4. the batched server's RSS before and after 1-3 (a leak grows it), and the load average.
+4. the batched server's RSS after warm-up and after each of 1-3, then after N, 2N and 4N more requests
+   (`--leak-requests`): a leak keeps growing in proportion to the requests, warm-up (the allocator's and
+   oneDNN's caches growing to the batch shapes seen) levels off; `bounded` says whether the last 2N requests
+   grew it by at most `--rss-tolerance-mb`. And the load average at both ends.
 
     python benchmarks/serve_load.py -c lite --seconds 30 --output load.json
 """
@@ -17,6 +20,7 @@ answering one post at a time (`--max-batch 1`), then, with FMNERG test posts:
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import random
@@ -183,6 +187,21 @@ def burst(url: str, texts: list[str], size: int) -> dict:
     return {**load.summary(), "retry_after_s": sorted(set(retry_after))}
 
 
+def memory_phases(server: Server, texts: list[str], clients: int, requests: int, tolerance_mb: float) -> dict:
+    """RSS of `server` after N, 2N and 4N requests (N = `requests`, `clients` at a time). A leak grows it in
+    proportion to the requests, so by about twice as much over the last 2N as over the N before; caches
+    and the allocator's pools grow to the largest batch and stay. `bounded`: the last 2N requests grew
+    it by at most `tolerance_mb`."""
+    rss, done = [server.rss_mb()], 0
+    for total in (requests, 2 * requests, 4 * requests):
+        load = run_clients(server.url, texts, clients, 600, total - done)
+        done += load.summary()["ok"] + sum(n for s, n in load.statuses.items() if s != 200)
+        rss.append(server.rss_mb())
+    growth = [round(b - a, 1) for a, b in itertools.pairwise(rss)]
+    return {"requests": [0, requests, 2 * requests, 4 * requests], "answered": done, "rss_mb": rss,
+            "growth_mb": growth, "tolerance_mb": tolerance_mb, "bounded": growth[-1] <= tolerance_mb}
+
+
 def without_reranker(config: str) -> str:
     """A YAML copy of `config` with the rerank stage off, in the temporary folder."""
     import tempfile
@@ -219,6 +238,10 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600.0, help="The servers' per-request timeout.")
     parser.add_argument("--no-rerank", action="store_true",
                         help="Serve the configuration with its reranker off (what batching does for the recogniser).")
+    parser.add_argument("--leak-requests", type=int, default=500,
+                        help="N of the memory check: RSS after N, 2N and 4N requests at the most clients.")
+    parser.add_argument("--rss-tolerance-mb", type=float, default=32.0,
+                        help="The memory check passes when the last 2N requests grow RSS by at most this.")
     parser.add_argument("--output", default=None, help="Also write the results as JSON here.")
     args = parser.parse_args()
     args.seconds = min(args.seconds, 300.0)
@@ -254,10 +277,9 @@ def main() -> None:
         results["burst"] = burst(batched.url, texts, args.burst)
         print(f"burst of {args.burst}: {results['burst']}", flush=True)
         results["rss_mb_after_burst"] = batched.rss_mb()
-        # the same load again: a leak keeps growing, a warmed-up allocator stays where it is
-        again = run_clients(batched.url, texts, max(args.clients), args.seconds, args.max_requests)
-        results["again"] = again.summary()
-        print(f"batched again: {results['again']}", flush=True)
+        # N, 2N, 4N more requests: a leak keeps growing in proportion, a warmed-up allocator stays put
+        results["memory"] = memory_phases(batched, texts, max(args.clients), args.leak_requests, args.rss_tolerance_mb)
+        print(f"batched server RSS after N, 2N, 4N requests: {results['memory']}", flush=True)
         time.sleep(2)
         config = httpx.get(f"{batched.url}/v1/config").json()
         results["batching"] = config["batching"]
@@ -269,9 +291,12 @@ def main() -> None:
     results["loadavg_end"] = os.getloadavg()
     print(table(results))
     rss = [results["rss_mb_before"], *(r["batched_rss_mb"] for r in results["load"]),
-           results["rss_mb_after_disconnects"], results["rss_mb_after_burst"], results["rss_mb_after"]]
-    print(f"batched / one-at-a-time requests/s: {results['ratio']}; batched server RSS (MB) along the run: {rss}; "
-          f"load average {results['loadavg_start']} -> {results['loadavg_end']}")
+           results["rss_mb_after_disconnects"], results["rss_mb_after_burst"]]
+    memory = results["memory"]
+    print(f"batched / one-at-a-time requests/s: {results['ratio']}; batched server RSS (MB) after warm-up, each row, "
+          f"the disconnects and the burst: {rss}; then after {memory['requests'][1:]} more requests: "
+          f"{memory['rss_mb'][1:]} (growth {memory['growth_mb']}; last 2N within {args.rss_tolerance_mb:g} MB: "
+          f"{memory['bounded']}); load average {results['loadavg_start']} -> {results['loadavg_end']}")
     if args.output:
         with open(args.output, "w") as handle:
             json.dump(results, handle, indent=2)

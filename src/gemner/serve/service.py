@@ -72,6 +72,12 @@ async def _until_disconnected(request: Request) -> None:
         pass
 
 
+def _connection(request: Request) -> tuple[str, int] | None:
+    """The caller's connection (address, port): a kept-alive client is the same caller from one post to the next."""
+    client = request.scope.get("client")
+    return (client[0], client[1]) if client else None
+
+
 class Service:
     def __init__(self, config: PipelineConfig, settings: ServeSettings, build: Callable[[PipelineConfig], Pipeline]):
         self.config = config
@@ -162,7 +168,7 @@ class Service:
         made = [self._post(post_id, s) for post_id, s in zip(ids, submissions, strict=True)]
         try:
             futures = self.batcher.submit([post for post, _ in made], any(s.heatmaps for s in submissions),
-                                          [cleanup for _, cleanup in made])
+                                          [cleanup for _, cleanup in made], caller=_connection(request))
         except QueueFullError as err:
             for _, cleanup in made:
                 cleanup()
