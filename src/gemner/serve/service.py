@@ -123,7 +123,18 @@ class Service:
 
     def _predict(self, posts: list[Post], heatmaps: bool) -> list[Any]:
         assert self.pipeline is not None
-        return list(self.pipeline.predict_batch(posts, batch_size=len(posts), keep_heatmaps=heatmaps))
+        results = list(self.pipeline.predict_batch(posts, batch_size=len(posts), keep_heatmaps=heatmaps))
+        self._log_notes()
+        return results
+
+    def _log_notes(self) -> None:
+        """The pipeline's notes on this batch's posts (inputs cut, ...) go to the server log and are let go:
+        a pipeline keeps them for the summary at the end of a run, which a server has none of, so they would
+        pile up for as long as it runs."""
+        notes = getattr(self.pipeline, "log", None)
+        if notes is not None and notes.issues:
+            log.info("notes on the last batch: %s (first: %s)", notes.summary(), notes.issues[0])
+            notes.issues.clear()
 
     def describe(self) -> dict[str, Any]:
         """`/v1/config`: the pipeline, its models, which stages run, the limits and batching so far."""
