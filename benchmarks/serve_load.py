@@ -202,6 +202,27 @@ def memory_phases(server: Server, texts: list[str], clients: int, requests: int,
             "growth_mb": growth, "tolerance_mb": tolerance_mb, "bounded": growth[-1] <= tolerance_mb}
 
 
+def pipeline_reference(config: str, texts: list[str], threads: int, seconds: float) -> dict:
+    """The pipeline's own posts/s in this process, one post per call and 16 per call (`GEM.predict_batch`,
+    no HTTP): the most the batched server can gain over the one-at-a-time server."""
+    import torch
+
+    from gemner.data.types import Post
+    from gemner.pipeline import GEM, load_config
+
+    torch.set_num_threads(threads)
+    gem, rates, count = GEM(load_config(config)), {}, 0
+    list(gem.predict_batch([Post.from_text("warm", texts[0])], batch_size=1))
+    for size in (1, 16, 1, 16):  # twice each, interleaved: the machine's load drifts
+        start, done = time.monotonic(), 0
+        while time.monotonic() - start < seconds / 4:
+            posts = [Post.from_text(f"p{count + i}", texts[(count + i) % len(texts)]) for i in range(size)]
+            done, count = done + len(list(gem.predict_batch(posts, batch_size=size))), count + size
+        rates.setdefault(size, []).append(done / (time.monotonic() - start))
+    posts_per_s = {size: round(sum(r) / len(r), 2) for size, r in rates.items()}
+    return {"posts_per_s": posts_per_s, "ratio": round(posts_per_s[16] / posts_per_s[1], 2)}
+
+
 def without_reranker(config: str) -> str:
     """A YAML copy of `config` with the rerank stage off, in the temporary folder."""
     import tempfile
@@ -242,6 +263,8 @@ def main() -> None:
                         help="N of the memory check: RSS after N, 2N and 4N requests at the most clients.")
     parser.add_argument("--rss-tolerance-mb", type=float, default=32.0,
                         help="The memory check passes when the last 2N requests grow RSS by at most this.")
+    parser.add_argument("--reference", action="store_true",
+                        help="After the servers, time the pipeline itself at 1 and 16 posts per call (2 x --seconds).")
     parser.add_argument("--output", default=None, help="Also write the results as JSON here.")
     args = parser.parse_args()
     args.seconds = min(args.seconds, 300.0)
@@ -288,6 +311,9 @@ def main() -> None:
     finally:
         for server in servers.values():
             server.stop()
+    if args.reference:
+        results["pipeline"] = pipeline_reference(args.config, texts, args.threads, 2 * args.seconds)
+        print(f"the pipeline itself, in this process: {results['pipeline']}", flush=True)
     results["loadavg_end"] = os.getloadavg()
     print(table(results))
     rss = [results["rss_mb_before"], *(r["batched_rss_mb"] for r in results["load"]),
