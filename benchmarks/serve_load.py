@@ -9,10 +9,8 @@ answering one post at a time (`--max-batch 1`), then, with FMNERG test posts:
 2. callers that disconnect mid-request (raw sockets closed 10-300 ms after sending) mixed with normal ones;
 3. a burst of `--burst` simultaneous requests, beyond the batched server's queue (`--max-queue`): 429s with
    Retry-After, no 5xx, and the server still answers after;
-4. the batched server's RSS after warm-up and after each of 1-3, then after N, 2N and 4N more requests
-   (`--leak-requests`): a leak keeps growing in proportion to the requests, warm-up (the allocator's and
-   oneDNN's caches growing to the batch shapes seen) levels off; `bounded` says whether the last 2N requests
-   grew it by at most `--rss-tolerance-mb`. And the load average at both ends.
+4. the batched server's RSS after warm-up, after each of 1-3, and after N, 2N, 4N more requests (`memory_phases`);
+5. with `--reference`, the pipeline's own posts/s at 1 and 16 posts per call; the load average at both ends.
 
     python benchmarks/serve_load.py -c lite --seconds 30 --output load.json
 """
@@ -188,18 +186,21 @@ def burst(url: str, texts: list[str], size: int) -> dict:
 
 
 def memory_phases(server: Server, texts: list[str], clients: int, requests: int, tolerance_mb: float) -> dict:
-    """RSS of `server` after N, 2N and 4N requests (N = `requests`, `clients` at a time). A leak grows it in
-    proportion to the requests, so by about twice as much over the last 2N as over the N before; caches
-    and the allocator's pools grow to the largest batch and stay. `bounded`: the last 2N requests grew
-    it by at most `tolerance_mb`."""
+    """RSS of `server` after N, 2N and 4N requests (N = `requests`, `clients` at a time). A leak grows it by
+    the same amount per request, so by about twice as much over the last 2N as over the N before; caches
+    and the allocator's pools grow to the shapes seen and level off. `bounded`: the last 2N requests grew
+    it by at most `tolerance_mb`, or per request by at most 3/4 of what the N before did."""
     rss, done = [server.rss_mb()], 0
     for total in (requests, 2 * requests, 4 * requests):
         load = run_clients(server.url, texts, clients, 600, total - done)
         done += load.summary()["ok"] + sum(n for s, n in load.statuses.items() if s != 200)
         rss.append(server.rss_mb())
     growth = [round(b - a, 1) for a, b in itertools.pairwise(rss)]
+    per_request_kb = [round(1024 * g / n, 1) for g, n in zip(growth, (requests, requests, 2 * requests), strict=True)]
+    bounded = growth[-1] <= tolerance_mb or per_request_kb[-1] <= 0.75 * per_request_kb[-2]
     return {"requests": [0, requests, 2 * requests, 4 * requests], "answered": done, "rss_mb": rss,
-            "growth_mb": growth, "tolerance_mb": tolerance_mb, "bounded": growth[-1] <= tolerance_mb}
+            "growth_mb": growth, "growth_kb_per_request": per_request_kb, "tolerance_mb": tolerance_mb,
+            "bounded": bounded}
 
 
 def pipeline_reference(config: str, texts: list[str], threads: int, seconds: float) -> dict:
@@ -262,7 +263,8 @@ def main() -> None:
     parser.add_argument("--leak-requests", type=int, default=500,
                         help="N of the memory check: RSS after N, 2N and 4N requests at the most clients.")
     parser.add_argument("--rss-tolerance-mb", type=float, default=32.0,
-                        help="The memory check passes when the last 2N requests grow RSS by at most this.")
+                        help="The memory check passes when the last 2N requests grow RSS by at most this (or by "
+                             "at most 3/4 as much per request as the N before).")
     parser.add_argument("--reference", action="store_true",
                         help="After the servers, time the pipeline itself at 1 and 16 posts per call (2 x --seconds).")
     parser.add_argument("--output", default=None, help="Also write the results as JSON here.")
@@ -321,8 +323,8 @@ def main() -> None:
     memory = results["memory"]
     print(f"batched / one-at-a-time requests/s: {results['ratio']}; batched server RSS (MB) after warm-up, each row, "
           f"the disconnects and the burst: {rss}; then after {memory['requests'][1:]} more requests: "
-          f"{memory['rss_mb'][1:]} (growth {memory['growth_mb']}; last 2N within {args.rss_tolerance_mb:g} MB: "
-          f"{memory['bounded']}); load average {results['loadavg_start']} -> {results['loadavg_end']}")
+          f"{memory['rss_mb'][1:]} (growth {memory['growth_mb']} MB, {memory['growth_kb_per_request']} KB per request; "
+          f"bounded: {memory['bounded']}); load average {results['loadavg_start']} -> {results['loadavg_end']}")
     if args.output:
         with open(args.output, "w") as handle:
             json.dump(results, handle, indent=2)

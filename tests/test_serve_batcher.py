@@ -1,11 +1,12 @@
 """The batcher of `gemner serve` on its own, with a stand-in pipeline that records its batches: when a batch
 leaves (full, no other caller expected, or the window passed since the pipeline became free), and that a
 caller on its own never waits for the window. Also the per-request work kept off the event loop's hot path
-(request ids, the token check)."""
+(request ids, the token check), and the load test's memory check (a leak against a warm-up)."""
 
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -185,3 +186,41 @@ def test_request_ids_are_unique_and_cheap_and_the_token_check_stays_on_the_event
     assert len(set(ids)) == len(ids) and all(len(i) == 16 and int(i, 16) >= 0 for i in ids)
     # FastAPI runs a plain `def` dependency in a worker thread: a thread hop per request
     assert inspect.iscoroutinefunction(_bearer(ServeSettings(token="secret")))
+
+
+@pytest.mark.parametrize(("per_request_mb", "bounded"), [
+    (lambda done: 0.1, False),  # a leak: the same growth per request, 60 MB over the last 2N
+    (lambda done: 0.1 if done < 150 else 0.0, True),  # a warm-up that levels off
+    (lambda done: 0.1 * 100 / (100 + done), True),  # a warm-up that slows
+])
+def test_the_load_tests_memory_check_tells_a_leak_from_a_warm_up(monkeypatch, per_request_mb, bounded):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "benchmarks" / "serve_load.py"
+    spec = importlib.util.spec_from_file_location("serve_load", path)
+    serve_load = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "serve_load", serve_load)  # its dataclasses look their module up
+    spec.loader.exec_module(serve_load)
+
+    class Server:  # its RSS grows as requests are answered
+        url, rss, done = "http://127.0.0.1:1", 500.0, 0
+
+        def rss_mb(self) -> float:
+            return round(self.rss, 1)
+
+    server = Server()
+
+    def run_clients(url, texts, clients, seconds, max_requests):
+        for _ in range(max_requests):
+            server.rss += per_request_mb(server.done)
+            server.done += 1
+        load = serve_load.Load(seconds=1.0)
+        for _ in range(max_requests):
+            load.add(200, 0.01)
+        return load
+
+    monkeypatch.setattr(serve_load, "run_clients", run_clients)
+    memory = serve_load.memory_phases(server, ["a post"], 16, 150, tolerance_mb=8)
+    assert memory["answered"] == 600 and memory["requests"] == [0, 150, 300, 600]
+    assert memory["bounded"] is bounded
