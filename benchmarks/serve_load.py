@@ -306,8 +306,7 @@ def main() -> None:
         results["memory"] = memory_phases(batched, texts, max(args.clients), args.leak_requests, args.rss_tolerance_mb)
         print(f"batched server RSS after N, 2N, 4N requests: {results['memory']}", flush=True)
         time.sleep(2)
-        config = httpx.get(f"{batched.url}/v1/config").json()
-        results["batching"] = config["batching"]
+        results["batching"] = httpx.get(f"{batched.url}/v1/config").json()["batching"]
         results["healthy_after"] = httpx.get(f"{batched.url}/readyz").status_code == 200
         results["rss_mb_after"] = batched.rss_mb()
     finally:
