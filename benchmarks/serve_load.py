@@ -9,7 +9,8 @@ answering one post at a time (`--max-batch 1`), then, with FMNERG test posts:
 2. callers that disconnect mid-request (raw sockets closed 10-300 ms after sending) mixed with normal ones;
 3. a burst of `--burst` simultaneous requests, beyond the batched server's queue (`--max-queue`): 429s with
    Retry-After, no 5xx, and the server still answers after;
-4. the batched server's RSS before and after 1-3 (a leak grows it), and the load average.
+4. the batched server's RSS after warm-up, after each of 1-3, and after N, 2N, 4N more requests (`memory_phases`);
+5. with `--reference`, the pipeline's own posts/s at 1 and 16 posts per call; the load average at both ends.
 
     python benchmarks/serve_load.py -c lite --seconds 30 --output load.json
 """
@@ -17,6 +18,7 @@ answering one post at a time (`--max-batch 1`), then, with FMNERG test posts:
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import random
@@ -183,6 +185,45 @@ def burst(url: str, texts: list[str], size: int) -> dict:
     return {**load.summary(), "retry_after_s": sorted(set(retry_after))}
 
 
+def memory_phases(server: Server, texts: list[str], clients: int, requests: int, tolerance_mb: float) -> dict:
+    """RSS of `server` after N, 2N and 4N requests (N = `requests`, `clients` at a time). A leak grows it by
+    the same amount per request, so by about twice as much over the last 2N as over the N before; caches
+    and the allocator's pools grow to the shapes seen and level off. `bounded`: the last 2N requests grew
+    it by at most `tolerance_mb`, or per request by at most 3/4 of what the N before did."""
+    rss, done = [server.rss_mb()], 0
+    for total in (requests, 2 * requests, 4 * requests):
+        load = run_clients(server.url, texts, clients, 600, total - done)
+        done += load.summary()["ok"] + sum(n for s, n in load.statuses.items() if s != 200)
+        rss.append(server.rss_mb())
+    growth = [round(b - a, 1) for a, b in itertools.pairwise(rss)]
+    per_request_kb = [round(1024 * g / n, 1) for g, n in zip(growth, (requests, requests, 2 * requests), strict=True)]
+    bounded = growth[-1] <= tolerance_mb or per_request_kb[-1] <= 0.75 * per_request_kb[-2]
+    return {"requests": [0, requests, 2 * requests, 4 * requests], "answered": done, "rss_mb": rss,
+            "growth_mb": growth, "growth_kb_per_request": per_request_kb, "tolerance_mb": tolerance_mb,
+            "bounded": bounded}
+
+
+def pipeline_reference(config: str, texts: list[str], threads: int, seconds: float) -> dict:
+    """The pipeline's own posts/s in this process, one post per call and 16 per call (`GEM.predict_batch`,
+    no HTTP): the most the batched server can gain over the one-at-a-time server."""
+    import torch
+
+    from gemner.data.types import Post
+    from gemner.pipeline import GEM, load_config
+
+    torch.set_num_threads(threads)
+    gem, rates, count = GEM(load_config(config)), {}, 0
+    list(gem.predict_batch([Post.from_text("warm", texts[0])], batch_size=1))
+    for size in (1, 16, 1, 16):  # twice each, interleaved: the machine's load drifts
+        start, done = time.monotonic(), 0
+        while time.monotonic() - start < seconds / 4:
+            posts = [Post.from_text(f"p{count + i}", texts[(count + i) % len(texts)]) for i in range(size)]
+            done, count = done + len(list(gem.predict_batch(posts, batch_size=size))), count + size
+        rates.setdefault(size, []).append(done / (time.monotonic() - start))
+    posts_per_s = {size: round(sum(r) / len(r), 2) for size, r in rates.items()}
+    return {"posts_per_s": posts_per_s, "ratio": round(posts_per_s[16] / posts_per_s[1], 2)}
+
+
 def without_reranker(config: str) -> str:
     """A YAML copy of `config` with the rerank stage off, in the temporary folder."""
     import tempfile
@@ -219,6 +260,13 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600.0, help="The servers' per-request timeout.")
     parser.add_argument("--no-rerank", action="store_true",
                         help="Serve the configuration with its reranker off (what batching does for the recogniser).")
+    parser.add_argument("--leak-requests", type=int, default=500,
+                        help="N of the memory check: RSS after N, 2N and 4N requests at the most clients.")
+    parser.add_argument("--rss-tolerance-mb", type=float, default=32.0,
+                        help="The memory check passes when the last 2N requests grow RSS by at most this (or by "
+                             "at most 3/4 as much per request as the N before).")
+    parser.add_argument("--reference", action="store_true",
+                        help="After the servers, time the pipeline itself at 1 and 16 posts per call (2 x --seconds).")
     parser.add_argument("--output", default=None, help="Also write the results as JSON here.")
     args = parser.parse_args()
     args.seconds = min(args.seconds, 300.0)
@@ -254,24 +302,28 @@ def main() -> None:
         results["burst"] = burst(batched.url, texts, args.burst)
         print(f"burst of {args.burst}: {results['burst']}", flush=True)
         results["rss_mb_after_burst"] = batched.rss_mb()
-        # the same load again: a leak keeps growing, a warmed-up allocator stays where it is
-        again = run_clients(batched.url, texts, max(args.clients), args.seconds, args.max_requests)
-        results["again"] = again.summary()
-        print(f"batched again: {results['again']}", flush=True)
+        # N, 2N, 4N more requests: a leak keeps growing in proportion, a warmed-up allocator stays put
+        results["memory"] = memory_phases(batched, texts, max(args.clients), args.leak_requests, args.rss_tolerance_mb)
+        print(f"batched server RSS after N, 2N, 4N requests: {results['memory']}", flush=True)
         time.sleep(2)
-        config = httpx.get(f"{batched.url}/v1/config").json()
-        results["batching"] = config["batching"]
+        results["batching"] = httpx.get(f"{batched.url}/v1/config").json()["batching"]
         results["healthy_after"] = httpx.get(f"{batched.url}/readyz").status_code == 200
         results["rss_mb_after"] = batched.rss_mb()
     finally:
         for server in servers.values():
             server.stop()
+    if args.reference:
+        results["pipeline"] = pipeline_reference(args.config, texts, args.threads, 2 * args.seconds)
+        print(f"the pipeline itself, in this process: {results['pipeline']}", flush=True)
     results["loadavg_end"] = os.getloadavg()
     print(table(results))
     rss = [results["rss_mb_before"], *(r["batched_rss_mb"] for r in results["load"]),
-           results["rss_mb_after_disconnects"], results["rss_mb_after_burst"], results["rss_mb_after"]]
-    print(f"batched / one-at-a-time requests/s: {results['ratio']}; batched server RSS (MB) along the run: {rss}; "
-          f"load average {results['loadavg_start']} -> {results['loadavg_end']}")
+           results["rss_mb_after_disconnects"], results["rss_mb_after_burst"]]
+    memory = results["memory"]
+    print(f"batched / one-at-a-time requests/s: {results['ratio']}; batched server RSS (MB) after warm-up, each row, "
+          f"the disconnects and the burst: {rss}; then after {memory['requests'][1:]} more requests: "
+          f"{memory['rss_mb'][1:]} (growth {memory['growth_mb']} MB, {memory['growth_kb_per_request']} KB per request; "
+          f"bounded: {memory['bounded']}); load average {results['loadavg_start']} -> {results['loadavg_end']}")
     if args.output:
         with open(args.output, "w") as handle:
             json.dump(results, handle, indent=2)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import logging
 import os
 import signal
 import socket
@@ -27,6 +28,7 @@ from gemner.data.tokenize import tokenize_tweet
 from gemner.data.types import Post
 from gemner.pipeline.gem import GEM
 from gemner.serve import ServeSettings, create_app
+from gemner.serve.service import Service
 from imagefiles import blank_png
 from serve_helpers import POST, GatedPipeline, free_socket, picture, running, tiny_pipeline_config
 
@@ -297,3 +299,15 @@ def test_the_command_serves_a_pipeline_file_on_localhost(gem, tmp_path):
         output = process.communicate(timeout=20)[0].decode()
     assert process.returncode == 0, output
     assert f"127.0.0.1:{port}" in output and "Traceback" not in output
+
+
+def test_the_pipelines_notes_go_to_the_log_and_do_not_pile_up(gem, caplog):
+    service = Service(gem.config, LIMITS, build=lambda _config: gem)
+    service.pipeline = gem
+    long_post = Post("long", ["Obama"] + ["word"] * 300)  # past LONG_POST_WORDS: a note per post
+    with caplog.at_level(logging.INFO, logger="gemner.serve"):
+        for _ in range(3):
+            [result] = service._predict([long_post], False)
+            assert result.post.id == "long"
+    assert gem.log.issues == []
+    assert sum("long post (301 words)" in r.getMessage() for r in caplog.records) == 3

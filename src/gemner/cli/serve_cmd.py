@@ -30,7 +30,8 @@ def serve(
     max_batch: Annotated[int, typer.Option(
         min=1, help="Posts per pipeline batch (1: one post at a time).")] = DEFAULT.max_batch,
     batch_window_ms: Annotated[float, typer.Option(
-        min=0, help="How long a waiting post waits for others to share its batch.")] = DEFAULT.batch_window_ms,
+        min=0, help="How long the free pipeline waits for callers it expects back (kept-alive connections it "
+                    "answered) to share a batch; a caller on its own never waits.")] = DEFAULT.batch_window_ms,
     max_queue: Annotated[int, typer.Option(min=1, help="Posts waiting at most; beyond it: 429.")
                          ] = DEFAULT.max_queue,
     timeout: Annotated[float, typer.Option(min=0.001, help="Seconds per request; beyond it: 504.")

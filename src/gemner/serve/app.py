@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -67,8 +67,10 @@ def _handlers(app: FastAPI) -> None:
         return _error(request, 500, "internal error; the server log has the details under this request id")
 
 
-def _bearer(settings: ServeSettings) -> Callable[[Request], None]:
-    def check(request: Request) -> None:
+def _bearer(settings: ServeSettings) -> Callable[[Request], Awaitable[None]]:
+    # async, though it awaits nothing: FastAPI runs a plain `def` dependency in its thread pool, a thread
+    # hop per request that also competes with the pipeline's thread for the GIL
+    async def check(request: Request) -> None:
         if settings.token is None:
             return
         scheme, _, given = request.headers.get("authorization", "").partition(" ")

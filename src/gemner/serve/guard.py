@@ -3,7 +3,8 @@ limit, enforced while the body streams in (a wrong or missing `Content-Length` d
 
 from __future__ import annotations
 
-import uuid
+import itertools
+import secrets
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -25,12 +26,19 @@ class Guard:
     def __init__(self, app: ASGIApp, max_body_bytes: int):
         self.app = app
         self.max_body_bytes = max_body_bytes
+        # request ids: a random prefix per process and a counter, unique within the process (they name the
+        # posts of a batch) and cheap; a uuid4 per request cost a tenth of the event loop's time under load
+        self._prefix = secrets.token_hex(4)
+        self._count = itertools.count()
+
+    def next_id(self) -> str:
+        return f"{self._prefix}{next(self._count) & 0xFFFFFFFF:08x}"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = uuid.uuid4().hex[:16]
+        rid = self.next_id()
         scope.setdefault("state", {})["request_id"] = rid
         limit = self.max_body_bytes
         declared = dict(scope["headers"]).get(b"content-length")

@@ -19,7 +19,7 @@ class ServeSettings:
     workers: int = 1  # processes, each with its own copy of the models
     threads: int | None = None  # torch threads per process (None: torch's default)
     max_batch: int = 16  # posts per pipeline call; 1 serves one post at a time
-    batch_window_ms: float = 10.0  # how long the first waiting post waits for company
+    batch_window_ms: float = 10.0  # how long the free pipeline waits for expected callers (batcher.py)
     max_queue: int = 256  # posts waiting (not yet in a batch); beyond it: 429
     timeout_s: float = 60.0  # from arrival to answer
     max_body_bytes: int = 16 * 1024 * 1024  # a whole request (base64 images grow by a third)

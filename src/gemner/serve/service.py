@@ -72,6 +72,12 @@ async def _until_disconnected(request: Request) -> None:
         pass
 
 
+def _connection(request: Request) -> tuple[str, int] | None:
+    """The caller's connection (address, port): a kept-alive client is the same caller from one post to the next."""
+    client = request.scope.get("client")
+    return (client[0], client[1]) if client else None
+
+
 class Service:
     def __init__(self, config: PipelineConfig, settings: ServeSettings, build: Callable[[PipelineConfig], Pipeline]):
         self.config = config
@@ -117,7 +123,18 @@ class Service:
 
     def _predict(self, posts: list[Post], heatmaps: bool) -> list[Any]:
         assert self.pipeline is not None
-        return list(self.pipeline.predict_batch(posts, batch_size=len(posts), keep_heatmaps=heatmaps))
+        results = list(self.pipeline.predict_batch(posts, batch_size=len(posts), keep_heatmaps=heatmaps))
+        self._log_notes()
+        return results
+
+    def _log_notes(self) -> None:
+        """The pipeline's notes on this batch's posts (inputs cut, ...) go to the server log and are let go:
+        a pipeline keeps them for the summary at the end of a run, which a server has none of, so they would
+        pile up for as long as it runs."""
+        notes = getattr(self.pipeline, "log", None)
+        if notes is not None and notes.issues:
+            log.info("notes on the last batch: %s (first: %s)", notes.summary(), notes.issues[0])
+            notes.issues.clear()
 
     def describe(self) -> dict[str, Any]:
         """`/v1/config`: the pipeline, its models, which stages run, the limits and batching so far."""
@@ -162,7 +179,7 @@ class Service:
         made = [self._post(post_id, s) for post_id, s in zip(ids, submissions, strict=True)]
         try:
             futures = self.batcher.submit([post for post, _ in made], any(s.heatmaps for s in submissions),
-                                          [cleanup for _, cleanup in made])
+                                          [cleanup for _, cleanup in made], caller=_connection(request))
         except QueueFullError as err:
             for _, cleanup in made:
                 cleanup()
