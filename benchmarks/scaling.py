@@ -98,7 +98,7 @@ def reranker_table(run, posts, count: int, words: int) -> None:
 
 def main() -> None:
     from gemner.data.benchmarks import load_dataset
-    from gemner.pipeline.config import models_dir
+    from gemner.paths import models_dir
     from gemner.recognize import Recognizer
     from gemner.recognize.inference import prepare_for_inference
     from gemner.rerank.apply import EntityReranker

@@ -148,7 +148,7 @@ def test_shipped_recognizer_gives_the_same_entities_bucketed_merged_and_as_loade
     """Real FMNERG posts, the shipped compressed (LoRA) recogniser: the adapters folded in and the
     length-bucketed batches change no entity and no label."""
     from gemner.data.benchmarks import load_dataset
-    from gemner.pipeline.config import models_dir
+    from gemner.paths import models_dir
 
     folder = models_dir() / "fmnerg-recognizer-lite"
     if not (folder / "config.json").is_file():

@@ -25,8 +25,10 @@ from .scoring import (
 _PROBES = (RerankQuery(("alpha", "beta"), 0, 1, ("city", "park")),
            RerankQuery(("Zeta", "omega", "x"), 1, 2, ("music",)))
 MIN_STATIC_TOKENS = 8
-# Queries scored in one batched forward: bounds the memory of the candidates' logits (rows x vocabulary).
-BATCH_QUERIES = 32
+# Queries scored in one batched forward. Every candidate row carries its own copy of the prompt's KV cache
+# (static prefix included), so memory traffic grows with rows: on a 2-core CPU (Dec 2026, shipped SmolLM2-135M)
+# 8 queries a forward cost 285-317 ms per entity against 388-447 ms at 32 (benchmarks/scaling.py).
+BATCH_QUERIES = 8
 
 
 @dataclass
