@@ -94,11 +94,12 @@ def footprint(role: str, name: str, params: int, precision: Precision, training:
 
 def _recogniser(encoder_config: Any, config: Any, schema: Any, name: str, precision: Precision,
                 note: str) -> ModelFootprint:
-    from transformers import AutoModel
+    from transformers import MODEL_MAPPING
 
     from ..recognize.model import Recognizer
 
-    encoder = on_meta(lambda: AutoModel.from_config(encoder_config))
+    # the encoder's own class for its config (BertModel for a BertConfig), built like every other row
+    encoder = on_meta(lambda: MODEL_MAPPING[type(encoder_config)](encoder_config))
     model = Recognizer(config, schema, encoder, tokenizer=None)  # the heads are small: built for real
     lora = lora_parameter_count(encoder, config.lora_targets, config.lora_rank) if config.lora_rank > 0 else 0
     if lora:
