@@ -287,7 +287,7 @@ class GroundRunner:
     def _unavailable(self, reason: str) -> None:
         self.state = StageState("unavailable", reason)
         self.grounder = None
-        self.notify(f"ground: {reason}; boxes are marked not computed")
+        self.notify(f"ground: {reason.rstrip('.')}; boxes are marked not computed")
 
     def ground(self, results: Sequence[PostResult], keep_heatmaps: bool) -> None:
         """Fill in box, box_status, scores.itm and scores.peak for the posts whose image is loaded."""
