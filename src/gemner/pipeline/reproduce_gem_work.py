@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from ..data.files import atomic_output
 from ..data.folders import is_folder_source, load_split, upstream_folder
 from ..data.issues import DataError
 from ..data.types import Post
@@ -195,7 +196,5 @@ def _copy(source: Path, target: Path, skip: tuple[str, ...] = ()) -> None:
 
 
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    tmp.replace(path)
+    with atomic_output(path) as handle:
+        handle.writelines(json.dumps(row) + "\n" for row in rows)
