@@ -23,9 +23,11 @@ WORDS = ["a", "man", "and", "woman", "standing", "in", "the", "street", "city", 
 
 
 def save_tiny_blip(folder):
-    from gemner.knowledge.tiny_captioner import TinyCaptionerSpec, build_tiny_captioner, save_tiny_captioner
+    from gemner.ground.tiny import TinyItmSpec
+    from gemner.knowledge.tiny_captioner import build_tiny_captioner, save_tiny_captioner
 
-    spec = TinyCaptionerSpec(image_size=32, patch_size=16, hidden_size=32, vision_layers=1, text_layers=1, heads=2)
+    spec = TinyItmSpec(image_size=32, patch_size=16, hidden_size=32, vision_layers=1, text_layers=1, heads=2,
+                       max_text_length=48)
     model, processor = build_tiny_captioner(WORDS, spec, seed=0)
     with torch.no_grad():  # a random decoder: keep it off special tokens so captions are words
         model.text_decoder.cls.predictions.bias[:5] = -1e4

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +24,9 @@ import torch
 from ..data.folders import load_split
 from ..data.images import load_image
 from ..data.issues import DataError
+from ..ground.tiny import TinyItmSpec
 from .captioner import CaptionsFile
-from .tiny_captioner import TinyCaptionerSpec, build_tiny_captioner, caption_words, save_tiny_captioner
+from .tiny_captioner import CAPTIONER_SPEC, build_tiny_captioner, caption_words, save_tiny_captioner
 
 DONE_FILE = "captioner_train.json"
 IGNORE_INDEX = -100  # label positions the loss skips (padding)
@@ -33,7 +34,7 @@ IGNORE_INDEX = -100  # label positions the loss skips (padding)
 
 @dataclass(frozen=True)
 class CaptionerTrainConfig:
-    spec: TinyCaptionerSpec = field(default_factory=TinyCaptionerSpec)
+    spec: TinyItmSpec = CAPTIONER_SPEC
     epochs: int = 24
     batch_size: int = 16
     lr: float = 2e-3

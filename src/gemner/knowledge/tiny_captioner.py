@@ -10,7 +10,6 @@ model's (`ground.tiny`): one description of a tiny BLIP.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,22 +19,10 @@ from ..ground.tiny import SPECIAL_TOKENS, TinyItmSpec, build_image_processor, ti
 CAPTION_START, CAPTION_END = "[CLS]", "[SEP]"
 
 
-@dataclass(frozen=True)
-class TinyCaptionerSpec:
-    """Sizes of the tiny captioner; 64 px keeps a 128 px synthetic emblem's colour and is fast on a CPU."""
-
-    image_size: int = 64
-    patch_size: int = 8
-    hidden_size: int = 64
-    vision_layers: int = 2
-    text_layers: int = 2
-    heads: int = 4
-    max_text_length: int = 48  # positions: room for ModelCaptioner's 30 new tokens on an untrained decoder
-
-    def blip(self) -> TinyItmSpec:
-        return TinyItmSpec(image_size=self.image_size, patch_size=self.patch_size, hidden_size=self.hidden_size,
-                           vision_layers=self.vision_layers, text_layers=self.text_layers, heads=self.heads,
-                           max_text_length=self.max_text_length)
+# The captioner's sizes, BLIP's own shape spec: 64 px keeps a 128 px synthetic emblem's colour and is fast on a
+# CPU; 48 text positions leave room for ModelCaptioner's 30 new tokens on an untrained decoder.
+CAPTIONER_SPEC = TinyItmSpec(image_size=64, patch_size=8, hidden_size=64, vision_layers=2, text_layers=2, heads=4,
+                             max_text_length=48)
 
 
 def caption_words(captions: Iterable[str]) -> list[str]:
@@ -57,11 +44,11 @@ def build_caption_tokenizer(words: Iterable[str]):
     return BertTokenizer(vocab=vocab, do_lower_case=True, bos_token=CAPTION_START, eos_token=CAPTION_END)
 
 
-def tiny_captioner_config(vocab_size: int, spec: TinyCaptionerSpec = TinyCaptionerSpec()):
-    return tiny_blip_config(vocab_size, spec.blip())
+def tiny_captioner_config(vocab_size: int, spec: TinyItmSpec = CAPTIONER_SPEC):
+    return tiny_blip_config(vocab_size, spec)
 
 
-def build_tiny_captioner(words: Iterable[str], spec: TinyCaptionerSpec = TinyCaptionerSpec(),
+def build_tiny_captioner(words: Iterable[str], spec: TinyItmSpec = CAPTIONER_SPEC,
                          seed: int = 0) -> tuple[Any, Any]:
     """(model, processor): a randomly initialised tiny `BlipForConditionalGeneration` and its `BlipProcessor`."""
     import torch
@@ -70,7 +57,7 @@ def build_tiny_captioner(words: Iterable[str], spec: TinyCaptionerSpec = TinyCap
     tokenizer = build_caption_tokenizer(words)
     torch.manual_seed(seed)
     model = BlipForConditionalGeneration(tiny_captioner_config(len(tokenizer.get_vocab()), spec))
-    processor = BlipProcessor(image_processor=build_image_processor(spec.blip()), tokenizer=tokenizer)
+    processor = BlipProcessor(image_processor=build_image_processor(spec), tokenizer=tokenizer)
     return model.eval(), processor
 
 

@@ -162,7 +162,7 @@ def _paper_tiny() -> list[ModelFootprint]:
     from ..data.schema import FMNERG_SCHEMA
     from ..data.synthetic import caption_vocabulary, entity_names
     from ..ground.tiny import build_tokenizer, tiny_blip_config
-    from ..knowledge.tiny_captioner import TinyCaptionerSpec, build_caption_tokenizer, tiny_captioner_config
+    from ..knowledge.tiny_captioner import build_caption_tokenizer, tiny_captioner_config
     from ..recognize.config import preset
     from ..rerank.tiny import IMAGE_TOKEN, build_tiny_tokenizer, tiny_llava_config
     from .reproduce_gem_profiles import gem_profile
@@ -175,7 +175,7 @@ def _paper_tiny() -> list[ModelFootprint]:
     return [
         _recogniser(_minilm_config(), preset("lite"), FMNERG_SCHEMA, "all-MiniLM-L6-v2 + heads", CPU_FP32,
                     "the shipped recogniser's encoder"),
-        _model("captioner", BlipForConditionalGeneration, tiny_captioner_config(caption_vocab, TinyCaptionerSpec()),
+        _model("captioner", BlipForConditionalGeneration, tiny_captioner_config(caption_vocab),
                "tiny BLIP captioner", CPU_FP32, "full", "knowledge.tiny_captioner, synthetic caption vocabulary"
                + ("" if profile.captioner else "; reproduce uses the benchmark's reference captions in its place")),
         _reranker(lambda: LlavaForConditionalGeneration(llava), "tiny LLaVA", CPU_FP32, profile.reranker["lora_rank"],
