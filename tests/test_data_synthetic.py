@@ -15,12 +15,18 @@ from gemner.data.drawing import COLOURS, SMALL_AREA_FRACTION
 from gemner.data.folders import load_split
 from gemner.data.images import load_image
 from gemner.data.issues import DataError
-from gemner.data.synthetic import IMAGE_SIDE, LOOKALIKE_FAMILIES, LOOKALIKE_NAMES, write_synthetic_benchmark
+from gemner.data.synthetic import (
+    EMBLEM_SHAPES,
+    IMAGE_SIDE,
+    LOOKALIKE_FAMILIES,
+    LOOKALIKE_NAMES,
+    write_synthetic_benchmark,
+)
 from gemner.data.userio import prediction_record, read_knowledge
 from gemner.evaluation import gold_as_predictions
 
 runner = CliRunner()
-LOOKALIKES = {name for names in LOOKALIKE_NAMES.values() for name in names}
+LOOKALIKES = set(LOOKALIKE_NAMES)
 
 
 @pytest.fixture(scope="module")
@@ -71,19 +77,21 @@ def test_lookalikes_are_decided_by_the_image_not_the_text(bench):
                 checked += 1
     assert checked >= 30
     assert any(len(types) >= 2 for types in types_of_name.values())  # one name, several fine types
+    families = {name: {FMNERG_SCHEMA.coarse_of[t] for t in types} for name, types in types_of_name.items()}
+    assert any(len(coarse) == 2 for coarse in families.values())  # and both coarse types
 
 
 def test_captions_name_what_is_drawn(bench):
     knowledge = read_knowledge(bench / "knowledge.jsonl")
     posts = [p for split in SPLITS for p in load_split(bench, split).posts]
     assert set(knowledge) == {p.id for p in posts}
-    colour_of_type = {fine: colour for family in LOOKALIKE_FAMILIES.values() for fine, colour in family.items()}
     for post in posts:
         text, caption = knowledge[post.id]
         assert caption in text
+        assert not set(caption.split()) & set(COLOURS)  # the colour, which decides the fine type, is not said
         for entity in post.entities:
-            if entity.text in LOOKALIKES:
-                assert f"large {colour_of_type[entity.type]}" in caption
+            if entity.text in LOOKALIKES:  # the shape, which decides the coarse type, is
+                assert any(f"large {shape}" in caption for shape in EMBLEM_SHAPES[entity.coarse])
             elif entity.boxes is not None:
                 assert f"{entity.text} logo" in caption
 

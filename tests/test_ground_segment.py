@@ -7,12 +7,14 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+from gemner.data.drawing import draw_logo
 from gemner.data.types import Box
 from gemner.ground.sam import SamSegmenter, best_mask, sam_config
 from gemner.ground.segment import (
     HeatmapSegmenter,
     RegionGrowingSegmenter,
     connected_component,
+    fill_holes,
     mask_to_box,
 )
 from gemner.ground.segmenters import build_segmenter
@@ -48,6 +50,28 @@ def test_region_growing_recovers_exact_boxes():
     boxes = RegionGrowingSegmenter().boxes(_scene(), [(25, 35), (100, 25)], [])
     assert boxes[0] == Box(10, 20, 40, 50)
     assert boxes[1] == Box(70, 10, 110, 30)  # the white mark is a hole, not the border
+
+
+def test_fill_holes_closes_a_ring_but_not_a_notch():
+    mask = torch.zeros(9, 9, dtype=torch.bool)
+    mask[2:7, 2:7] = True
+    mask[4, 4] = False  # a hole
+    mask[2, 4] = False  # a notch open to the outside
+    filled = fill_holes(mask)
+    assert filled[4, 4] and not filled[2, 4] and int(filled.sum()) == 24
+
+
+def test_a_seed_on_a_letter_boxes_the_whole_sign_not_the_letter_or_the_backdrop():
+    image = Image.new("RGB", (128, 128), (150, 150, 150))
+    draw_logo(ImageDraw.Draw(image), "ZETA", (20, 40, 99, 69))  # a white plate, dark letters: box [20, 40, 100, 70]
+    ink = np.argwhere(np.asarray(image, dtype=int).sum(axis=2) < 200)  # a dark letter pixel
+    seed = (int(ink[len(ink) // 2][1]), int(ink[len(ink) // 2][0]))
+    segmenter = RegionGrowingSegmenter()
+    assert segmenter.boxes(image, [seed], [])[0] == Box(20, 40, 100, 70)
+    assert segmenter.boxes(image, [(5, 5)], [])[0] == Box(0, 0, 128, 128)  # nothing but backdrop: kept
+    plain = Image.new("RGB", (128, 128), (150, 150, 150))
+    ImageDraw.Draw(plain).ellipse([30, 30, 69, 69], fill=(220, 40, 40))
+    assert segmenter.boxes(plain, [(50, 50)], [])[0] == Box(30, 30, 70, 70)  # the backdrop around is not taken
 
 
 def test_region_growing_on_a_large_image_works_at_reduced_size():

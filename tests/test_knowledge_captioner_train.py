@@ -1,4 +1,4 @@
-"""A tiny BLIP captioner trained from scratch on a synthetic benchmark names the emblem colour of held-out
+"""A tiny BLIP captioner trained from scratch on a synthetic benchmark names the emblem shape of held-out
 images, and the folder it writes is an ordinary captioner (ModelCaptioner, the knowledge stage's cache)."""
 
 from __future__ import annotations
@@ -7,16 +7,15 @@ import json
 
 import pytest
 
+from gemner.data.drawing import SHAPES
 from gemner.data.folders import load_split
-from gemner.data.synthetic import LOOKALIKE_FAMILIES, write_synthetic_benchmark
+from gemner.data.synthetic import EMBLEM_SHAPES, write_synthetic_benchmark
 from gemner.knowledge.captioner import CaptionInput, ModelCaptioner
 from gemner.knowledge.captioner_train import DONE_FILE, caption_scores, train_tiny_captioner
 
-COLOURS = {colour for family in LOOKALIKE_FAMILIES.values() for colour in family.values()}
 
-
-def colours(caption: str) -> list[str]:
-    return [word for word in caption.lower().split() if word in COLOURS]
+def shapes(caption: str) -> list[str]:
+    return [word for word in caption.lower().split() if word in SHAPES]
 
 
 @pytest.fixture(scope="module")
@@ -28,19 +27,24 @@ def trained(tmp_path_factory):
     return bench, folder, lines
 
 
-def test_trained_captioner_names_the_emblem_colour_of_held_out_images(trained):
+def test_trained_captioner_names_the_emblem_shape_of_held_out_images(trained):
     bench, folder, lines = trained
     reference = {row["id"]: row["caption"] for row in map(json.loads, (bench / "knowledge.jsonl").open())}
     posts = load_split(str(bench), "test").posts
     captions = ModelCaptioner(str(folder)).caption([CaptionInput(post.id, post.image) for post in posts])
-    with_emblem = [post.id for post in posts if colours(reference[post.id])]
+    with_emblem = [post.id for post in posts if shapes(reference[post.id])]
     assert len(with_emblem) >= 10
-    right = sum(colours(captions[i]) == colours(reference[i]) for i in with_emblem)
-    # six colours: chance is about 1/6; the trained captioner gets nearly all of them
-    assert right / len(with_emblem) >= 0.8, [(reference[i], captions[i]) for i in with_emblem]
-    # the empty images are said to be empty and no colour is invented for a logo-only image
-    plain = [post.id for post in posts if not colours(reference[post.id])]
-    assert sum(not colours(captions[i]) for i in plain) / len(plain) >= 0.8
+    right = sum(shapes(captions[i]) == shapes(reference[i]) for i in with_emblem)
+    # four shapes: chance is about 1/4; the captioner trained for seconds on 140 images names most of them,
+    # and nearly always one of the right coarse type's shapes (what a look-alike's caption route needs)
+    assert right / len(with_emblem) >= 0.5, [(reference[i], captions[i]) for i in with_emblem]
+    family = {shape: coarse for coarse, shapes_of in EMBLEM_SHAPES.items() for shape in shapes_of}
+    same_family = sum([family[s] for s in shapes(captions[i])] == [family[s] for s in shapes(reference[i])]
+                      for i in with_emblem)
+    assert same_family / len(with_emblem) >= 0.8
+    # the empty images are said to be empty and no shape is invented for a logo-only image
+    plain = [post.id for post in posts if not shapes(reference[post.id])]
+    assert sum(not shapes(captions[i]) for i in plain) / len(plain) >= 0.8
     summary = json.loads((folder / DONE_FILE).read_text())
     assert summary["dev"]["word_accuracy"] > 0.5 and any("captioner saved" in line for line in lines)
 
@@ -78,4 +82,4 @@ def test_caption_vocabulary_covers_every_reference_caption(trained):
     bench, _, _ = trained
     captions = [row["caption"] for row in map(json.loads, (bench / "knowledge.jsonl").open())]
     assert set(caption_words(captions)) <= set(caption_vocabulary())
-    assert {"green", "logo", "picture"} <= set(caption_words(captions))
+    assert {"square", "logo", "picture"} <= set(caption_words(captions))

@@ -68,6 +68,7 @@ def test_ray_output_equals_the_local_engine_post_by_post(cluster, pipeline, loca
         assert record == local_records[record["id"]]
 
 
+@pytest.mark.slow  # each Ray run starts its actors (~8 s); resuming is also covered by the object-storage test
 def test_finished_shards_are_skipped_on_rerun(cluster, pipeline, local_records, tmp_path):
     posts = synthetic_posts(N_POSTS, seed=5, prefix="p")
     predict_with_ray(pipeline, posts, tmp_path, actors=1, shard_size=40, batch_size=8)
@@ -105,6 +106,7 @@ def test_a_killed_actor_loses_and_duplicates_nothing(cluster, pipeline, local_re
     assert all(record == local_records[record["id"]] for record in records)
 
 
+@pytest.mark.slow  # the CLI's --engine ray is also covered by test_cli_reads_a_file_uri_and_writes_to_a_bucket
 def test_cli_engine_ray_writes_the_local_records(cluster, pipeline, local_records, tmp_path):
     from typer.testing import CliRunner
 

@@ -85,6 +85,15 @@ def test_training_candidates_follow_the_paper_recipe(gold, k, seed):
     assert others == k - 1 - same and others >= (1 if k >= 2 else 0)  # the rest: other coarse types
 
 
+def test_training_candidates_from_a_pool_use_only_its_labels():
+    pool = ["company", "sports_team", "band", "athlete", "city"]
+    draws = [training_candidates("company", FMNERG_SCHEMA, 5, random.Random(s), pool) for s in range(20)]
+    assert all(sorted(d) == sorted(pool) for d in draws)  # the data's 5 types: every sibling met in training
+    assert set(training_candidates("band", FMNERG_SCHEMA, 5, random.Random(0), ["band", "company"])) == {
+        "band", "company"}  # a pool smaller than K: all of it
+    assert "company" in training_candidates("company", FMNERG_SCHEMA, 3, random.Random(0), ["city"])
+
+
 def test_training_candidates_are_seeded_and_shuffled():
     draws = [training_candidates("city", FMNERG_SCHEMA, 5, random.Random(s)) for s in range(40)]
     assert draws[0] == training_candidates("city", FMNERG_SCHEMA, 5, random.Random(0))
@@ -114,3 +123,18 @@ def test_generated_text_always_maps_onto_a_candidate():
 def test_mapping_never_leaves_the_candidates(text):
     candidates = ["park", "city", "country"]
     assert map_to_candidate(text, candidates)[0] in candidates
+
+
+def test_sent_entities_keep_the_gold_entities_the_filter_sends():
+    from gemner.data.types import Entity, Post, PredictedEntity
+    from gemner.rerank.train import sent_entities
+
+    post = Post("p", ["Orion", "in", "Lisbon", "with", "Ana"], [
+        Entity(0, 1, "Orion", "band", "organization"), Entity(2, 3, "Lisbon", "city", "location"),
+        Entity(4, 5, "Ana", "author", "person")])
+    predicted = {"p": [PredictedEntity(0, 1, "Orion", "company", "organization", scores={"entropy": 1.4}),
+                       PredictedEntity(2, 3, "Lisbon", "city", "location", scores={"entropy": 0.3}),
+                       PredictedEntity(4, 6, "Ana", "author", "person", scores={"entropy": 2.0})]}  # wrong span
+    assert [e.text for e in sent_entities([post], predicted, 1.0)[0].entities] == ["Orion"]
+    assert [e.text for e in sent_entities([post], predicted, 0.2)[0].entities] == ["Orion", "Lisbon"]
+    assert sent_entities([post], {}, 0.2)[0].entities == [] and post.entities[2].text == "Ana"  # not mutated

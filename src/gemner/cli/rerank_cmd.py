@@ -124,6 +124,9 @@ def train_reranker_cmd(
     lora_rank: Annotated[int | None, typer.Option(min=1, help="Paper: 64.")] = None,
     k: KOpt = None,
     max_train: Annotated[int | None, typer.Option(min=1, help="Seeded subset of training entities.")] = None,
+    candidate_pool: Annotated[str | None, typer.Option(
+        help="Other candidates drawn from: schema (every label; paper) | train (the labels of the train split's "
+             "entities).")] = None,
     batch_size: Annotated[int | None, typer.Option(
         min=1, help="Effective batch of one step, shared by --processes and --accumulate (default: 4).")] = None,
     accumulate: AccumulateOpt = None,
@@ -131,6 +134,10 @@ def train_reranker_cmd(
     seed: Annotated[int | None, typer.Option()] = None,
     bf16: Annotated[bool | None, typer.Option("--bf16/--no-bf16", help="bf16 autocast.")] = None,
     knowledge: Annotated[Path | None, typer.Option(help="Knowledge JSONL with captions (text-only models).")] = None,
+    hard_from: Annotated[Path | None, typer.Option(
+        help="The recogniser's predictions of the train split (`gemner predict --no-rerank`): train only on the "
+             "gold entities the sample filter sends at --gamma (paper: every gold entity).")] = None,
+    gamma: Annotated[float, typer.Option(min=0.0, help="Sample-filter threshold for --hard-from.")] = PAPER_GAMMA,
     dev_max: Annotated[int, typer.Option(min=0, help="Dev entities for candidate accuracy (0: skip).")] = 300,
     eval_before: Annotated[bool, typer.Option(help="Also measure dev accuracy before training.")] = False,
     save_every: Annotated[int, typer.Option(min=1, help="Checkpoint every N steps.")] = 200,
@@ -151,10 +158,12 @@ def train_reranker_cmd(
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
     config = with_settings(base, model=model, epochs=epochs, lr=lr, lora_rank=lora_rank, k=k, max_train=max_train,
-                           batch_size=batch_size, accumulate=accumulate, seed=seed, bf16=bf16, few_shot=few_shot)
+                           candidate_pool=candidate_pool, batch_size=batch_size, accumulate=accumulate, seed=seed,
+                           bf16=bf16, few_shot=few_shot)
     run_processes(train_reranker_on_dataset, processes, config, dataset, output, images=images,
                   captions=read_captions(knowledge), dev_max=dev_max, eval_before=eval_before, save_every=save_every,
-                  device=device, trust_remote_code=trust_remote_code, log=progress_line)
+                  device=device, trust_remote_code=trust_remote_code, hard_from=hard_from, gamma=gamma,
+                  log=progress_line)
     console.print(f"saved reranker to {output}")
 
 

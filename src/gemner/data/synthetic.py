@@ -13,9 +13,11 @@ Every post holds entities of three kinds, so that each stage of GEM has somethin
 * *text entities* (one or two per post): the fine type is decided by the words around the name ("senator
   Ana Reyes" vs "a novel by Ana Reyes"); never drawn, gold box None;
 * *logos* (half the posts): a brand drawn as a logo, often under 1/50 of the image; type decided by text;
-* *look-alikes* (half the posts): a name whose fine type the text cannot decide. "Orion" is a company,
-  a sports team or a band, and only the colour of its emblem, drawn large, tells which; the reference
-  caption names that colour ("a large green circle"), the route a text-only model can take.
+* *look-alikes* (half the posts): a name whose type the text cannot decide. "Orion" is a company, a sports
+  team, a band, an athlete, a musician or an actor. The emblem drawn large beside it decides both levels: its
+  shape the coarse type (a square or diamond badge for an organisation, a circle or triangle for a person),
+  its colour the fine type. The reference caption names the shape, not the colour ("a large square"): the
+  caption route gives a text-only model the coarse type, and only a model that sees the image the fine one.
 
 About a third of all entities are drawn. Posts are drawn independently from one seeded generator.
 """
@@ -38,15 +40,16 @@ from .types import Box
 
 SPLIT_SHARES = (("train", 0.7), ("dev", 0.15), ("test", 0.15))
 IMAGE_SIDE = 128
-# coarse -> {fine: emblem colour}; the names of a family can be any of its fine types
+# coarse -> {fine: emblem colour}: the colour decides the fine type
 LOOKALIKE_FAMILIES: dict[str, dict[str, str]] = {
     "organization": {"company": "blue", "sports_team": "green", "band": "purple"},
     "person": {"athlete": "red", "musician": "yellow", "actor": "orange"},
 }
-LOOKALIKE_NAMES: dict[str, tuple[str, ...]] = {
-    "organization": ("Orion", "Vega", "Atlas", "Falcon", "Summit", "Harbor"),
-    "person": ("Jordan", "Morgan", "Taylor", "Casey", "Riley", "Quinn"),
-}
+# coarse -> the emblem's possible shapes: the shape (which a caption names) decides the coarse type
+EMBLEM_SHAPES: dict[str, tuple[str, ...]] = {"organization": ("square", "diamond"), "person": ("circle", "triangle")}
+# every look-alike name can be any type of either family: the text decides neither level
+LOOKALIKE_NAMES: tuple[str, ...] = ("Orion", "Vega", "Atlas", "Falcon", "Summit", "Harbor",
+                                    "Jordan", "Morgan", "Taylor", "Casey", "Riley", "Quinn")
 # the same words whatever the fine type: the text carries no evidence of it
 LOOKALIKE_TEMPLATES = ("{} is everywhere today", "so proud of {} right now", "who else is watching {} tonight ?",
                        "{} just posted this", "can not stop talking about {}")
@@ -118,8 +121,7 @@ def _clauses(rng: random.Random) -> list[tuple[str, str, str, str, str]]:
     if rng.random() < 0.5:
         coarse = rng.choice(sorted(LOOKALIKE_FAMILIES))
         fine = rng.choice(sorted(LOOKALIKE_FAMILIES[coarse]))
-        clauses.append((rng.choice(LOOKALIKE_TEMPLATES), rng.choice(LOOKALIKE_NAMES[coarse]), coarse, fine,
-                        "lookalike"))
+        clauses.append((rng.choice(LOOKALIKE_TEMPLATES), rng.choice(LOOKALIKE_NAMES), coarse, fine, "lookalike"))
     rng.shuffle(clauses)
     return clauses
 
@@ -136,9 +138,9 @@ def _draw(rng: random.Random, entities: list[SyntheticEntity]) -> tuple[Image.Im
         if entity.kind == "lookalike":
             side = round(rng.uniform(0.35, 0.55) * IMAGE_SIDE)
             frame = place(rng, IMAGE_SIDE, (side, side), taken)
-            colour, shape = LOOKALIKE_FAMILIES[entity.coarse][entity.fine], rng.choice(SHAPES)
+            colour, shape = LOOKALIKE_FAMILIES[entity.coarse][entity.fine], rng.choice(EMBLEM_SHAPES[entity.coarse])
             drawn = paint(canvas, taken, frame, shape=shape, colour=colour) if frame else None
-            words = f"a large {colour} {shape}"
+            words = f"a large {shape}"  # what a captioner says of it: the shape, not the colour
         elif entity.kind == "logo":
             small = rng.random() < 0.5
             frame = place(rng, IMAGE_SIDE, object_size(rng, IMAGE_SIDE, small, logo=True), taken)
@@ -158,16 +160,14 @@ def _draw(rng: random.Random, entities: list[SyntheticEntity]) -> tuple[Image.Im
 
 def caption_vocabulary() -> list[str]:
     """Every word a reference caption can hold, lower-cased, in a fixed order (`_draw` says no other)."""
-    colours = [colour for family in LOOKALIKE_FAMILIES.values() for colour in family.values()]
-    words = ["a", "large", *colours, *SHAPES, "and", "small", *BRANDS, "logo", "an", "empty", "grey", "picture"]
+    words = ["a", "large", *SHAPES, "and", "small", *BRANDS, "logo", "an", "empty", "grey", "picture"]
     return list(dict.fromkeys(word.lower() for word in words))
 
 
 def entity_names() -> list[str]:
     """Every entity name a post can hold, in a fixed order."""
     text_names = [name for names, _ in TEXT_TYPES.values() for name in names]
-    lookalikes = [name for names in LOOKALIKE_NAMES.values() for name in names]
-    return list(dict.fromkeys([*text_names, *BRANDS, *lookalikes]))
+    return list(dict.fromkeys([*text_names, *BRANDS, *LOOKALIKE_NAMES]))
 
 
 def make_post(rng: random.Random, post_id: str) -> SyntheticPost:

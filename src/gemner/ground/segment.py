@@ -58,10 +58,22 @@ def connected_component(allowed: torch.Tensor, seed: Point, max_steps: int | Non
     component's geodesic radius). An empty mask if the seed itself is not allowed.
     """
     x, y = seed
-    region = torch.zeros_like(allowed, dtype=torch.float32)
-    if not bool(allowed[y, x]):
-        return region.bool()
-    region[y, x] = 1.0
+    start = torch.zeros_like(allowed, dtype=torch.bool)
+    start[y, x] = bool(allowed[y, x])
+    return _grown(start, allowed, max_steps)
+
+
+def fill_holes(mask: torch.Tensor) -> torch.Tensor:
+    """`mask` with its holes filled: every pixel that cannot reach the image border without crossing it."""
+    outside = ~mask
+    border = torch.zeros_like(mask)
+    border[0, :], border[-1, :], border[:, 0], border[:, -1] = True, True, True, True
+    return ~_grown(border & outside, outside)
+
+
+def _grown(start: torch.Tensor, allowed: torch.Tensor, max_steps: int | None = None) -> torch.Tensor:
+    """The pixels of `allowed` 8-connected to `start` (a boolean map inside `allowed`)."""
+    region = start.float()
     allowed_f = allowed.float()
     limit = max_steps or (allowed.shape[0] + allowed.shape[1]) * 2
     for _ in range(limit):
@@ -92,6 +104,9 @@ class RegionGrowingSegmenter:
     heat_guided: bool = True
     level: float = 0.5  # the hot component: heat >= level x the peak's heat
     seeds: int = 25  # at most this many seed candidates inside the hot component
+    # a region enclosed by one other region is part of it (letters on a sign, a logo's word on its plate),
+    # unless the enclosing region is this large a share of the image (the backdrop)
+    backdrop_share: float = 0.5
     name: str = "region"
 
     def boxes(self, image: Image.Image, points: Sequence[Point],
@@ -111,7 +126,7 @@ class RegionGrowingSegmenter:
                 mask = self._best_region(pixels, seed, hot)
             else:
                 mask = self._grow(pixels, seed)
-            boxes.append(_scaled(mask_to_box(mask), 1.0 / scale))
+            boxes.append(_scaled(mask_to_box(self._enclosing_object(pixels, mask)), 1.0 / scale))
         return boxes
 
     def _grow(self, pixels: torch.Tensor, seed: Point) -> torch.Tensor:
@@ -122,8 +137,28 @@ class RegionGrowingSegmenter:
         allowed[y, x] = True  # the seed always belongs to its own region
         return connected_component(allowed, (x, y))
 
+    def _enclosing_object(self, pixels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """`mask`, or the object around it: while most of the ring around the (hole-filled) region is one
+        colour region that is not the backdrop, that region with its holes filled is taken instead (a
+        letter -> the logo's plate; the plate -> the backdrop, so the plate stays)."""
+        for _ in range(3):  # a stroke's antialiased edge -> the letter -> the plate
+            filled = fill_holes(mask)
+            ring = F.max_pool2d(filled.float()[None, None], 5, stride=1, padding=2)[0, 0].bool() & ~filled
+            if not bool(ring.any()):
+                return mask
+            ys, xs = torch.nonzero(ring, as_tuple=True)
+            allowed = (pixels - _dominant_colour(pixels[ys, xs], self.tolerance)).norm(dim=-1) <= self.tolerance
+            if float(allowed[ys, xs].float().mean()) < 0.3:
+                return mask  # no one colour around it: an object of its own
+            outer = fill_holes(_grown(ring & allowed, allowed) | filled)
+            if float(outer.float().mean()) >= self.backdrop_share:
+                return mask
+            mask = outer
+        return mask
+
     def _best_region(self, pixels: torch.Tensor, seed: Point, hot: torch.Tensor) -> torch.Tensor:
-        """Of the colour regions met inside the hot component, the one with the highest IoU with it."""
+        """Of the colour regions met inside the hot component, the one with the highest IoU with it (the
+        backdrop is not an object: it is taken only when nothing else is met)."""
         best, best_iou = self._grow(pixels, seed), -1.0
         covered = torch.zeros_like(hot)
         for x, y in [seed, *_sample_points(hot, self.seeds)]:
@@ -131,11 +166,20 @@ class RegionGrowingSegmenter:
                 continue  # already inside a grown region: same region again
             region = self._grow(pixels, (x, y))
             covered |= region
+            if float(region.float().mean()) >= self.backdrop_share:
+                continue
             union = (region | hot).sum()
             iou = float((region & hot).sum() / union) if union > 0 else 0.0
             if iou > best_iou:
                 best, best_iou = region, iou
         return best
+
+
+def _dominant_colour(colours: torch.Tensor, tolerance: float) -> torch.Tensor:
+    """The colour (N, 3) with the most others within `tolerance` of it: the majority colour of a mixed ring
+    (a median of black plate and white ink pixels would be a grey that is neither)."""
+    close = (torch.cdist(colours, colours) <= tolerance).sum(dim=1)
+    return colours[int(close.argmax())]
 
 
 def _scaled_point(point: Point, scale: float, width: int, height: int) -> Point:

@@ -109,11 +109,24 @@ def plan_steps(settings: GemSettings, log: Log = print) -> list[GemStep]:
     reranker_base = str(llava) if profile.tiny else profile.reranker_model
     itm_base = str(itm) if profile.tiny else profile.itm_model
     reranker, grounder = folder / "reranker", folder / "grounder"
+    train_predictions = folder / "train-predictions.jsonl"
+    if profile.rerank_sent_only:
+        steps.append(GemStep(
+            "train predictions", "the GEM recogniser's predictions of the train split (entropies for the filter)",
+            train_predictions, ["predict", "--config", "lite", "--recognizer", str(recognisers["gem"]),
+                                "--knowledge", str(knowledge), "--no-rerank", "--no-ground", "--dataset", data,
+                                "--split", "train", "--output", str(train_predictions),
+                                *profile.limit_flags("--max-posts")],
+            lambda: work.predict_train_split(inputs, recognisers["gem"], knowledge, train_predictions),
+            _file_done(train_predictions, len(inputs.posts("train")))))
+    sent = f", on the entities the filter sends (gamma {profile.gamma})" if profile.rerank_sent_only else ""
     steps.append(GemStep(
-        "reranker", f"reranker: LoRA on {Path(reranker_base).name}, trained with each post's image",
+        "reranker", f"reranker: LoRA on {Path(reranker_base).name}, trained with each post's image{sent}",
         reranker, ["train", "reranker", "--dataset", data, *images, "--model", reranker_base, "--output",
-                   str(reranker), *profile.reranker_flags()],
-        lambda: work.train_reranker(inputs, reranker_base, reranker), _file_done(reranker / "dev_accuracy.json")))
+                   str(reranker), *profile.reranker_flags(train_predictions)],
+        lambda: work.train_reranker(inputs, reranker_base, reranker,
+                                    train_predictions if profile.rerank_sent_only else None),
+        _file_done(reranker / "dev_accuracy.json")))
     steps.append(GemStep(
         "grounder", f"ITM fine-tuned from {Path(itm_base).name}, P_T threshold tuned on dev", grounder,
         ["train", "grounder", "--dataset", data, "--images", str(_images(settings)), "--model",

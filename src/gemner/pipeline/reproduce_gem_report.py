@@ -20,7 +20,7 @@ from ..evaluation import ScoreReport, score
 from .reproduce_gem import PIPELINE_DIR, ROW_NAMES, TEXT_ONLY, GemRun, GemSettings, Log, plan_steps, run_gem_steps
 from .tables import PAPER_TABLE_1, Cell, TableData
 
-LOOKALIKES = {name for names in LOOKALIKE_NAMES.values() for name in names}
+LOOKALIKES = set(LOOKALIKE_NAMES)
 LOOKALIKE_GAIN, EEG_GAIN = 20.0, 30.0  # points
 
 

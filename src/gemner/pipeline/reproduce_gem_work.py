@@ -124,14 +124,31 @@ def build_tiny_bases(inputs: Inputs, llava: Path, itm: Path) -> None:
     save_tiny_itm(*build_tiny_itm(sorted(words | labels), inputs.profile.itm_spec), itm)
 
 
-def train_reranker(inputs: Inputs, base: str, output: Path) -> None:
-    """`gemner train reranker --dataset D --model BASE`: LoRA on (image, Table 7 prompt, candidates)."""
+def predict_train_split(inputs: Inputs, recogniser: Path, knowledge: Path, output: Path) -> None:
+    """`gemner predict --recognizer R --knowledge K --no-rerank --no-ground --split train`: the entropies the
+    sample filter reads, for training the reranker on what it sends."""
+    from .config import load_config, with_changes, with_device
+    from .gem import GEM
+    from .predict import predict_to_file
+
+    config = with_changes(load_config("lite"), {"recognizer": {"model": str(recogniser)},
+                                                "knowledge": {"enabled": True, "file": str(knowledge)},
+                                                "rerank": {"enabled": False}, "ground": {"enabled": False}})
+    output.parent.mkdir(parents=True, exist_ok=True)
+    predict_to_file(GEM(with_device(config, inputs.device), notify=inputs.log), inputs.posts("train"), output)
+
+
+def train_reranker(inputs: Inputs, base: str, output: Path, sent_by: Path | None = None) -> None:
+    """`gemner train reranker --dataset D --model BASE [--hard-from P --gamma G]`: LoRA on (image, Table 7
+    prompt, candidates), for every gold entity or (`sent_by`) those the sample filter sends."""
     from ..rerank.config import RerankerConfig
     from ..rerank.train import train_reranker_on_dataset
 
-    config = RerankerConfig(model=base, **inputs.profile.reranker, max_train=inputs.profile.reranker_limit)
+    profile = inputs.profile
+    config = RerankerConfig(model=base, **profile.reranker, max_train=profile.reranker_limit)
     result = train_reranker_on_dataset(config, inputs.dataset, output, images=inputs.images, dev_max=0,
-                                       device=_device(inputs.device), log=inputs.log)
+                                       device=_device(inputs.device), log=inputs.log, hard_from=sent_by,
+                                       gamma=profile.gamma)
     if result.get("train_with_images", 0) == 0:
         raise DataError("the reranker saw no image in training: give --images DIR")
 
@@ -163,7 +180,7 @@ def write_pipeline_folder(folder: Path, recogniser: Path, reranker: Path, ground
     config = {"name": f"gem-{profile.name}",
               "knowledge": {"file": "knowledge.jsonl"},
               "recognizer": {"model": "recognizer"},
-              "rerank": {"model": "reranker"},
+              "rerank": {"model": "reranker", "gamma": profile.gamma},
               "ground": {"itm_model": "grounder", "segmenter": profile.segmenter}}
     text = (f"# GEM trained by `gemner reproduce --config {profile.name}`; paths are relative to this file.\n"
             "# knowledge.jsonl holds the knowledge of the benchmark's posts (by id).\n")

@@ -31,14 +31,17 @@ def inference_candidates(topk: Sequence[Sequence], k: int) -> list[str]:
     return labels
 
 
-def training_candidates(gold: str, schema: LabelSchema, k: int, rng: random.Random) -> list[str]:
-    """Gold + K-2 same-coarse labels + 1 other-coarse label, shuffled with `rng` (see module doc)."""
+def training_candidates(gold: str, schema: LabelSchema, k: int, rng: random.Random,
+                        pool: Sequence[str] | None = None) -> list[str]:
+    """Gold + K-2 same-coarse labels + 1 other-coarse label, shuffled with `rng` (see module doc). The
+    other labels are drawn from `pool` (default: every label of the schema, as the paper does)."""
     if gold not in schema.coarse_of:
         raise ValueError(f"label {gold!r} is not in schema {schema.name}")
-    k = min(k, len(schema.labels))
+    labels = list(schema.labels) if pool is None else [label for label in schema.labels if label in set(pool)]
+    k = min(k, len({*labels, gold}))
     if k < 1:
         raise ValueError("K must be at least 1")
-    others = [label for label in schema.labels if label != gold]
+    others = [label for label in labels if label != gold]
     if not schema.hierarchical:
         chosen = rng.sample(others, k - 1)
     else:
@@ -48,6 +51,8 @@ def training_candidates(gold: str, schema: LabelSchema, k: int, rng: random.Rand
         n_siblings = min(max(k - 2, 0), len(siblings))
         chosen = rng.sample(siblings, n_siblings)
         chosen += rng.sample(strangers, min(k - 1 - n_siblings, len(strangers)))
+        spare = [label for label in siblings if label not in chosen]  # no other coarse type in a small pool
+        chosen += rng.sample(spare, min(k - 1 - len(chosen), len(spare)))
     candidates = [gold, *chosen]
     rng.shuffle(candidates)
     return candidates

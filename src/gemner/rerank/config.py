@@ -48,6 +48,10 @@ class RerankerConfig(RerankSettings):
     warmup_ratio: float = Field(0.03, ge=0, lt=1, description="linear warm-up, then linear decay")
     weight_decay: float = Field(0.0, ge=0)
     max_train: int | None = Field(None, ge=1, description="seeded subset of training entities (None: all)")
+    candidate_pool: Literal["schema", "train"] = Field(
+        "schema", description="where a training prompt's other candidates are drawn from: every label of the "
+        "schema (paper) or the labels the training split's gold entities use, so that the types a model must "
+        "tell apart at inference meet in training too (a schema far larger than the data's types)")
     seed: int = 0
     bf16: bool = Field(False, description="bf16 autocast for training (CPU avx512_bf16 / GPU)")
     gradient_checkpointing: bool = Field(False, description="trade compute for memory when training")

@@ -15,18 +15,20 @@ import math
 import random
 import shutil
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..data.schema import LabelSchema
-from ..data.types import Post
+from ..data.types import Post, PredictedEntity
+from ..data.userio import read_predictions
 from ..distributed import DataParallel, describe_batch
 from .candidates import training_candidates
-from .config import DEV_SEED_OFFSET, RerankerConfig
+from .config import DEV_SEED_OFFSET, PAPER_GAMMA, RerankerConfig
+from .filter import entity_entropy, is_hard
 from .model import ADAPTER_FILE, Reranker
 from .prompt import RerankQuery
 from .scoring import answer_token_logprobs, build_answer_batch
@@ -40,15 +42,16 @@ RANK_SEED_STRIDE = 1_000_003  # other processes draw other dropout masks than th
 
 
 def gold_queries(posts: Sequence[Post], schema: LabelSchema, k: int, seed: int, limit: int | None = None,
-                 captions: dict[str, str] | None = None) -> list[RerankQuery]:
+                 captions: dict[str, str] | None = None, pool: Sequence[str] | None = None) -> list[RerankQuery]:
     """Training-style queries for every gold entity (a seeded subset of `limit` when given). Each query
     carries its post's image (`post.image`: set when the dataset was loaded with its images), which an
-    image-text-to-text reranker sees, and its caption, which a text-only one sees instead."""
+    image-text-to-text reranker sees, and its caption, which a text-only one sees instead. `pool`: the
+    labels other candidates are drawn from (default: the schema's)."""
     rng = random.Random(seed)
     queries = []
     for post in posts:
         for entity in post.entities:
-            candidates = training_candidates(entity.type, schema, k, rng)
+            candidates = training_candidates(entity.type, schema, k, rng, pool)
             queries.append(RerankQuery(tuple(post.tokens), entity.start, entity.end, tuple(candidates),
                                        image=post.image, caption=(captions or {}).get(post.id, ""),
                                        answer=entity.type))
@@ -58,11 +61,29 @@ def gold_queries(posts: Sequence[Post], schema: LabelSchema, k: int, seed: int, 
 
 
 def split_queries(posts: Sequence[Post], schema: LabelSchema, split: str, k: int, seed: int,
-                  limit: int | None = None, captions: dict[str, str] | None = None) -> list[RerankQuery]:
+                  limit: int | None = None, captions: dict[str, str] | None = None,
+                  pool: Sequence[str] | None = None) -> list[RerankQuery]:
     """The recipe's queries of one split: the dev subset is drawn with `seed + DEV_SEED_OFFSET`, so that
     `train reranker` and `eval-reranker` with the same seed measure the same entities."""
     offset = DEV_SEED_OFFSET if split == "dev" else 0
-    return gold_queries(posts, schema, k, seed + offset, limit, captions)
+    return gold_queries(posts, schema, k, seed + offset, limit, captions, pool)
+
+
+def candidate_pool(config: RerankerConfig, train_posts: Sequence[Post]) -> list[str] | None:
+    """The labels a run draws training candidates from (`RerankerConfig.candidate_pool`); None: the schema's."""
+    if config.candidate_pool == "schema":
+        return None
+    return sorted({entity.type for post in train_posts for entity in post.entities})
+
+
+def sent_entities(posts: Sequence[Post], predictions: Mapping[str, Sequence[PredictedEntity]],
+                  gamma: float) -> list[Post]:
+    """The posts keeping only the gold entities the sample filter sends to the reranker: those whose span
+    `predictions` (the recogniser's predictions of these posts) holds with an entropy above `gamma`."""
+    hard = {(post_id, e.start, e.end) for post_id, entities in predictions.items() for e in entities
+            if (h := entity_entropy(e.scores)) is not None and is_hard(h, gamma)}
+    return [replace(post, entities=[e for e in post.entities if (post.id, e.start, e.end) in hard])
+            for post in posts]
 
 
 def lr_factor(step: int, total: int, warmup: int) -> float:
@@ -259,7 +280,8 @@ def train_reranker_on_dataset(config: RerankerConfig, dataset: str | Path, outpu
                               images: str | Path | None = None, captions: dict[str, str] | None = None,
                               dev_max: int = 300, eval_before: bool = False, save_every: int = 200,
                               device: str | None = None, log: Callable[[str], None] = print,
-                              trust_remote_code: bool = False,
+                              trust_remote_code: bool = False, hard_from: str | Path | None = None,
+                              gamma: float = PAPER_GAMMA,
                               on_step: Callable[[int, float], None] | None = None) -> dict[str, Any]:
     """The paper's recipe (§3.3.2) end to end: gold queries of the train split, LoRA training (resumable),
     candidate accuracy on a seeded dev subset before/after; the results are also `dev_accuracy.json`.
@@ -267,6 +289,8 @@ def train_reranker_on_dataset(config: RerankerConfig, dataset: str | Path, outpu
     `dataset`: a shipped benchmark name or an upstream folder (`gemner.data.folders`). `images`: the
     posts' images (a folder's own `images/` by default). An image-text-to-text model is trained on
     (image, Table 7 prompt, candidates), as the paper does; a text-only model gets `captions` instead.
+    `hard_from`: the recogniser's predictions of the train split; only the gold entities the sample filter
+    sends at `gamma` are trained on (what the reranker is asked at inference; the paper trains on all).
 
     Run as several processes (`gemner.distributed.run_processes`, `accelerate launch`), training is
     data-parallel (`train_reranker`); the main process alone measures dev accuracy and writes."""
@@ -278,11 +302,16 @@ def train_reranker_on_dataset(config: RerankerConfig, dataset: str | Path, outpu
     parallel = DataParallel.from_env(resolve_device(device))
     device, log = parallel.place(resolve_device(device)), parallel.main_only(log)
     train = load_split(dataset, "train", images_dir=images)
-    queries = split_queries(train.posts, train.schema, "train", config.k, config.seed, config.max_train, captions)
+    pool = candidate_pool(config, train.posts)
+    if hard_from is not None:
+        train.posts = sent_entities(train.posts, read_predictions(hard_from), gamma)
+        log(f"training on the entities the sample filter sends (entropy > {gamma} in {hard_from})")
+    queries = split_queries(train.posts, train.schema, "train", config.k, config.seed, config.max_train, captions,
+                            pool)
     dev_queries: list[RerankQuery] = []
     if dev_max:
         dev = load_split(dataset, "dev", images_dir=images)
-        dev_queries = split_queries(dev.posts, dev.schema, "dev", config.k, config.seed, dev_max, captions)
+        dev_queries = split_queries(dev.posts, dev.schema, "dev", config.k, config.seed, dev_max, captions, pool)
     reranker = Reranker.from_base(config, device=device, schema=train.schema, trust_remote_code=trust_remote_code)
     _note_inputs(reranker.kind, queries, captions, log)
     results: dict[str, Any] = {"dev_entities": len(dev_queries), "chance": chance_accuracy(dev_queries),
