@@ -17,6 +17,7 @@ from gemner.data.types import PredictedEntity
 from gemner.data.userio import read_predictions
 from gemner.ground.segment import CentreSegmenter
 from gemner.ground.train import TrainingImage, with_absent_negatives
+from gemner.knowledge.captioner_train import DONE_FILE
 from gemner.pipeline.config import ABLATIONS, apply_ablations, load_config
 from gemner.pipeline.reproduce_gem import ROW_NAMES, TEXT_ONLY, GemSettings
 from gemner.pipeline.reproduce_gem_report import gem_plan, run_gem_reproduction
@@ -92,6 +93,10 @@ def test_every_stage_runs_with_images_and_gem_grounds_at_least_as_well_as_the_ce
         assert record["stages"] == {"knowledge": "on", "recognizer": "on", "rerank": "on", "ground": "on"}
     assert any("rerank" in e["scores"] for r in records for e in r["entities"])  # the reranker was asked
     assert any("itm" in e["scores"] for r in records for e in r["entities"])  # the ITM was asked
+    # the captions the knowledge stage passed on are the run's own trained captioner's, not the references
+    assert json.loads((settings.folder / "captioner" / DONE_FILE).read_text())["dev"]["word_accuracy"] > 0.5
+    said = [json.loads(line)["caption"] for line in (settings.folder / "captions.jsonl").read_text().splitlines()]
+    assert len(said) == 300 and all(caption == caption.lower() for caption in said)  # generated: lower-cased
     trained = json.loads((settings.folder / "reranker" / "dev_accuracy.json").read_text())
     assert trained["train_with_images"] == trained["examples"]  # every training entity had its image
     gem, centre, untrained = (results.reports[row] for row in ("GEM", "centre-box", "GEM-wo"))

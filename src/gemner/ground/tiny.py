@@ -30,14 +30,20 @@ class TinyItmSpec:
     max_text_length: int = 16
 
 
-def build_tokenizer(words: Iterable[str]):
-    """A lower-cased word-level BERT tokenizer over the given words and the Table 8 template words."""
+def word_level_tokenizer(tokens: Iterable[str], **special: str):
+    """A lower-cased word-level BERT tokenizer whose vocabulary is `tokens` in order (a repeat counts once).
+    Built here because the tiny models learn a closed vocabulary from scratch: no published tokenizer fits."""
     from transformers import BertTokenizer
 
     vocab: dict[str, int] = {}
-    for token in (*SPECIAL_TOKENS, *TEMPLATE_WORDS, *(w.lower() for w in words)):
+    for token in tokens:
         vocab.setdefault(token, len(vocab))
-    return BertTokenizer(vocab=vocab, do_lower_case=True)
+    return BertTokenizer(vocab=vocab, do_lower_case=True, **special)
+
+
+def build_tokenizer(words: Iterable[str]):
+    """The tiny ITM's tokenizer: the special tokens, the Table 8 template words, then the given words."""
+    return word_level_tokenizer((*SPECIAL_TOKENS, *TEMPLATE_WORDS, *(w.lower() for w in words)))
 
 
 def build_image_processor(spec: TinyItmSpec):

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..ground.tiny import SPECIAL_TOKENS, TinyItmSpec, build_image_processor, tiny_blip_config
+from ..ground.tiny import SPECIAL_TOKENS, TinyItmSpec, build_image_processor, tiny_blip_config, word_level_tokenizer
 
 # tiny_blip_config's decoder starts a caption with [CLS] (id 2) and ends it with [SEP] (id 3)
 CAPTION_START, CAPTION_END = "[CLS]", "[SEP]"
@@ -35,13 +35,9 @@ def caption_words(captions: Iterable[str]) -> list[str]:
 
 
 def build_caption_tokenizer(words: Iterable[str]):
-    """A lower-cased word-level BERT tokenizer: the special tokens, then the given words."""
-    from transformers import BertTokenizer
-
-    vocab: dict[str, int] = {}
-    for token in (*SPECIAL_TOKENS, *(word.lower() for word in words)):
-        vocab.setdefault(token, len(vocab))
-    return BertTokenizer(vocab=vocab, do_lower_case=True, bos_token=CAPTION_START, eos_token=CAPTION_END)
+    """The captioner's tokenizer: the special tokens, then the given words (caption start and end marked)."""
+    return word_level_tokenizer((*SPECIAL_TOKENS, *(word.lower() for word in words)), bos_token=CAPTION_START,
+                                eos_token=CAPTION_END)
 
 
 def tiny_captioner_config(vocab_size: int, spec: TinyItmSpec = CAPTIONER_SPEC):

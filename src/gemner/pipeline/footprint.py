@@ -176,8 +176,7 @@ def _paper_tiny() -> list[ModelFootprint]:
         _recogniser(_minilm_config(), preset("lite"), FMNERG_SCHEMA, "all-MiniLM-L6-v2 + heads", CPU_FP32,
                     "the shipped recogniser's encoder"),
         _model("captioner", BlipForConditionalGeneration, tiny_captioner_config(caption_vocab),
-               "tiny BLIP captioner", CPU_FP32, "full", "knowledge.tiny_captioner, synthetic caption vocabulary"
-               + ("" if profile.captioner else "; reproduce uses the benchmark's reference captions in its place")),
+               "tiny BLIP captioner", CPU_FP32, "full", "knowledge.tiny_captioner, synthetic caption vocabulary"),
         _reranker(lambda: LlavaForConditionalGeneration(llava), "tiny LLaVA", CPU_FP32, profile.reranker["lora_rank"],
                   "vision", "rerank.tiny.build_tiny_llava"),
         _model("matcher", BlipForImageTextRetrieval, tiny_blip_config(itm_vocab, profile.itm_spec), "tiny BLIP ITM",

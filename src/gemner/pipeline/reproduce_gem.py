@@ -9,11 +9,11 @@ Fig. 3 row with the whole pipeline. A step whose output is complete is reused, s
 continues where it stopped; `plan.txt` lists each step's equivalent command. The scores and the targets
 are in `reproduce_gem_report`.
 
-`paper-tiny` runs on a CPU in minutes: the shipped MiniLM encoder, a tiny LLaVA and a tiny BLIP ITM built
-from configs and trained from scratch, the benchmark's reference captions, and knowledge that is the
-caption itself ("The image shows <caption>.", no LLM). `paper` names the paper's models (BERT-base,
-LLaVA-1.5-7B, BLIP ITM base COCO, BLIP-2 captions + an LLM's explanation) and needs their weights and,
-for training in reasonable time, a GPU. docs/reproduce.md lists every difference.
+`paper-tiny` runs on a CPU in minutes: the shipped MiniLM encoder, a tiny BLIP captioner, a tiny LLaVA and
+a tiny BLIP ITM built from configs and trained from scratch, and knowledge that is the caption itself ("The
+image shows <caption>.", no LLM). `paper` names the paper's models (BERT-base, LLaVA-1.5-7B, BLIP ITM base
+COCO, BLIP-2 captions + an LLM's explanation) and needs their weights and, for training in reasonable time,
+a GPU. docs/reproduce.md lists every difference.
 """
 
 from __future__ import annotations
@@ -82,9 +82,18 @@ def plan_steps(settings: GemSettings, log: Log = print) -> list[GemStep]:
     inputs = work.Inputs(data, settings.images, profile, settings.device, settings.threads, log)
     images = ["--images", str(settings.images)] if settings.images else []
     captions, knowledge = folder / "captions.jsonl", folder / "knowledge.jsonl"
-    steps = [
+    captioner = folder / "captioner" if profile.captioner is None else None
+    steps = []
+    if captioner is not None:
+        from ..knowledge.captioner_train import DONE_FILE as CAPTIONER_DONE
+
+        steps.append(GemStep(
+            "captioner", "tiny BLIP captioner trained from scratch on the train split's reference captions",
+            captioner, None, lambda: work.train_captioner(inputs, captioner),
+            _file_done(captioner / CAPTIONER_DONE)))
+    steps += [
         GemStep("captions", profile.captions_description, captions, profile.captions_command(data, captions),
-                lambda: work.write_captions(inputs, captions), _file_done(captions)),
+                lambda: work.write_captions(inputs, captions, captioner), _file_done(captions)),
         GemStep("knowledge", profile.knowledge_description, knowledge, profile.knowledge_command(data, captions),
                 lambda: work.write_knowledge(inputs, captions, knowledge), _file_done(knowledge)),
     ]

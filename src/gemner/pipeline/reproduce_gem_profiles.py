@@ -5,12 +5,15 @@ stand-in on the synthetic benchmark; every difference is a field here and a line
 
 * text encoder: the shipped MiniLM (`minilm`, the lite recogniser preset) instead of BERT-base;
 * reranker: a tiny LLaVA (`rerank.tiny.build_tiny_llava`: CLIP tower on 32x32 pixels, 2-layer Llama)
-  trained from scratch with LoRA at a from-scratch learning rate, instead of LLaVA-1.5-7B at 5e-6;
+  trained from scratch with LoRA at a from-scratch learning rate, instead of LLaVA-1.5-7B at 5e-6, on the
+  gold entities the sample filter sends (not every gold entity), with candidates from the benchmark's labels;
+* sample filter: gamma 1.0 (from the dev entropies of the 3-epoch recogniser), not 0.2;
 * ITM: a tiny BLIP ITM (`ground.tiny`, the shape `ground.proof` found to learn grounding from scratch)
   trained from scratch, with absent drawn entities of other images as extra "no box" pairs, instead of
   fine-tuning BLIP ITM base COCO at 5e-5 for one epoch; segmenter: weight-free region growing, not SAM;
-* captions: the benchmark's reference captions (`knowledge.jsonl`), standing for a captioner; knowledge
-  text is the caption itself ("The image shows <caption>."), no LLM.
+* captioner: a tiny BLIP captioner trained from scratch on the train split's reference captions
+  (`knowledge.captioner_train`) instead of BLIP-2; knowledge text is the caption itself ("The image shows
+  <caption>."), no LLM.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from ..rerank.config import PAPER_GAMMA, PAPER_MODEL
 
 GEM_CONFIGS = ("paper-tiny", "paper")
 QUICK_POSTS = {"train": 210, "dev": 45, "test": 45}  # --quick: at most this many posts per split
-REFERENCE_CAPTIONS = "knowledge.jsonl"  # a synthetic benchmark's reference captions
+REFERENCE_CAPTIONS = "knowledge.jsonl"  # a synthetic benchmark's reference captions (the captioner's targets)
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,7 @@ class GemProfile:
     itm_model: str  # the ITM fine-tuned (paper-tiny: built from a config by the run)
     grounder: GrounderTrainConfig
     segmenter: str
-    captioner: str | None  # None: the benchmark's reference captions
+    captioner: str | None  # the captioning model; None: one trained by the run (a tiny BLIP)
     llm: bool  # knowledge: an LLM's explanation (paper) or the caption itself
     gamma: float = PAPER_GAMMA  # the sample filter's threshold, in the pipeline folder and for training
     # train the reranker on the gold entities the sample filter sends (the recogniser's train predictions
@@ -51,8 +54,8 @@ class GemProfile:
 
     @property
     def captions_description(self) -> str:
-        source = f"captioned by {self.captioner}" if self.captioner else "the benchmark's reference captions"
-        return f"captions of every post ({source})"
+        source = self.captioner or "the tiny BLIP captioner trained by the run"
+        return f"captions of every post, by {source}"
 
     @property
     def knowledge_description(self) -> str:
