@@ -77,8 +77,8 @@ def write_captions(inputs: Inputs, output: Path, captioner: Path | None = None) 
     from ..knowledge.job import SourcePost
 
     if captioner is not None:  # trained by this run: not cached (a new run may retrain it in place)
-        inputs_ = [CaptionInput(post.id, post.image) for split in SPLITS for post in inputs.posts(split)]
-        captions = ModelCaptioner(str(captioner), batch_size=64).caption(inputs_)
+        images = [CaptionInput(post.id, post.image) for split in SPLITS for post in inputs.posts(split)]
+        captions = ModelCaptioner(str(captioner), batch_size=64).caption(images)
     else:
         posts = [SourcePost.from_post(post, split) for split in SPLITS for post in inputs.posts(split)]
         with KnowledgeCache(cache_path(None)) as cache:
