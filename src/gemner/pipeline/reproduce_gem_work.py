@@ -136,15 +136,10 @@ def build_tiny_bases(inputs: Inputs, llava: Path, itm: Path) -> None:
 def predict_train_split(inputs: Inputs, recogniser: Path, knowledge: Path, output: Path) -> None:
     """`gemner predict --recognizer R --knowledge K --no-rerank --no-ground --split train`: the entropies the
     sample filter reads, for training the reranker on what it sends."""
-    from .config import load_config, with_changes, with_device
-    from .gem import GEM
-    from .predict import predict_to_file
-
-    config = with_changes(load_config("lite"), {"recognizer": {"model": str(recogniser)},
-                                                "knowledge": {"enabled": True, "file": str(knowledge)},
-                                                "rerank": {"enabled": False}, "ground": {"enabled": False}})
-    output.parent.mkdir(parents=True, exist_ok=True)
-    predict_to_file(GEM(with_device(config, inputs.device), notify=inputs.log), inputs.posts("train"), output)
+    _predict(inputs, "lite", {"recognizer": {"model": str(recogniser)},
+                              "knowledge": {"enabled": True, "file": str(knowledge)},
+                              "rerank": {"enabled": False}, "ground": {"enabled": False}},
+             inputs.posts("train"), output)
 
 
 def train_reranker(inputs: Inputs, base: str, output: Path, sent_by: Path | None = None) -> None:
@@ -199,15 +194,19 @@ def write_pipeline_folder(folder: Path, recogniser: Path, reranker: Path, ground
 def predict_row(inputs: Inputs, pipeline: Path, changes: dict[str, Any], recogniser: Path | None,
                 output: Path) -> None:
     """`gemner predict --config PIPELINE --dataset D --split test`, with the row's configuration edits."""
+    edits = {**changes, **({"recognizer": {"model": str(recogniser)}} if recogniser else {})}
+    _predict(inputs, pipeline, edits, inputs.test_posts(), output)
+
+
+def _predict(inputs: Inputs, source: str | Path, edits: dict[str, Any], posts: list[Post], output: Path) -> None:
+    """`gemner predict --config SOURCE` with `edits` laid over it, on the run's device, `posts` -> `output`."""
     from .config import load_config, with_changes, with_device
     from .gem import GEM
     from .predict import predict_to_file
 
-    edits = {**changes, **({"recognizer": {"model": str(recogniser)}} if recogniser else {})}
-    config = with_device(with_changes(load_config(pipeline), edits), inputs.device)
-    gem = GEM(config, notify=inputs.log)
+    config = with_device(with_changes(load_config(source), edits), inputs.device)
     output.parent.mkdir(parents=True, exist_ok=True)
-    predict_to_file(gem, inputs.test_posts(), output)
+    predict_to_file(GEM(config, notify=inputs.log), posts, output)
 
 
 def _device(device: str) -> str:
