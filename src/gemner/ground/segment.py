@@ -141,8 +141,8 @@ class RegionGrowingSegmenter:
         """`mask`, or the object around it: while most of the ring around the (hole-filled) region is one
         colour region that is not the backdrop, that region with its holes filled is taken instead (a
         letter -> the logo's plate; the plate -> the backdrop, so the plate stays)."""
+        filled = fill_holes(mask)
         for _ in range(3):  # a stroke's antialiased edge -> the letter -> the plate
-            filled = fill_holes(mask)
             ring = F.max_pool2d(filled.float()[None, None], 5, stride=1, padding=2)[0, 0].bool() & ~filled
             if not bool(ring.any()):
                 return mask
@@ -153,7 +153,7 @@ class RegionGrowingSegmenter:
             outer = fill_holes(_grown(ring & allowed, allowed) | filled)
             if float(outer.float().mean()) >= self.backdrop_share:
                 return mask
-            mask = outer
+            mask = filled = outer  # already hole-filled
         return mask
 
     def _best_region(self, pixels: torch.Tensor, seed: Point, hot: torch.Tensor) -> torch.Tensor:

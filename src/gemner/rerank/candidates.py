@@ -37,7 +37,8 @@ def training_candidates(gold: str, schema: LabelSchema, k: int, rng: random.Rand
     other labels are drawn from `pool` (default: every label of the schema, as the paper does)."""
     if gold not in schema.coarse_of:
         raise ValueError(f"label {gold!r} is not in schema {schema.name}")
-    labels = list(schema.labels) if pool is None else [label for label in schema.labels if label in set(pool)]
+    allowed = set(schema.labels if pool is None else pool)
+    labels = [label for label in schema.labels if label in allowed]
     k = min(k, len({*labels, gold}))
     if k < 1:
         raise ValueError("K must be at least 1")
