@@ -18,12 +18,14 @@ from gemner.data.issues import DataError
 from gemner.data.synthetic import (
     EMBLEM_SHAPES,
     IMAGE_SIDE,
+    LARGEST_OBJECT_FRACTION,
     LOOKALIKE_FAMILIES,
     LOOKALIKE_NAMES,
     write_synthetic_benchmark,
 )
 from gemner.data.userio import prediction_record, read_knowledge
 from gemner.evaluation import gold_as_predictions
+from gemner.ground.segment import centre_box
 
 runner = CliRunner()
 LOOKALIKES = set(LOOKALIKE_NAMES)
@@ -56,6 +58,15 @@ def test_a_third_drawn_some_small_the_rest_not_shown(bench):
     small = [e for e in drawn if e.boxes[0].area < SMALL_AREA_FRACTION * IMAGE_SIDE ** 2]
     assert small and len(small) < len(drawn)
     assert all(len(e.boxes) == 1 for e in drawn)
+
+
+def test_no_drawn_object_is_found_by_a_centred_guess(bench):
+    # every drawn entity has to be localised: the centre-box baseline's box never reaches IoU > 0.5 with one
+    guess = centre_box(IMAGE_SIDE, IMAGE_SIDE)
+    boxes = [e.boxes[0] for split in SPLITS for p in load_split(bench, split).posts for e in p.entities if e.boxes]
+    assert boxes and all(box.area <= LARGEST_OBJECT_FRACTION * IMAGE_SIDE ** 2 for box in boxes)
+    assert max(box.iou(guess) for box in boxes) <= 0.5
+    assert max(box.area for box in boxes) > 0.8 * LARGEST_OBJECT_FRACTION * IMAGE_SIDE ** 2  # large ones exist
 
 
 def test_lookalikes_are_decided_by_the_image_not_the_text(bench):

@@ -74,6 +74,18 @@ def test_a_seed_on_a_letter_boxes_the_whole_sign_not_the_letter_or_the_backdrop(
     assert segmenter.boxes(plain, [(50, 50)], [])[0] == Box(30, 30, 70, 70)  # the backdrop around is not taken
 
 
+def test_a_backdrop_split_by_its_gradient_is_still_not_an_enclosing_object():
+    # grey rising by 200 from left to right: one tolerance (40) holds a band of it, under half the image
+    ramp = np.linspace(40, 240, 128, dtype=np.float32)
+    backdrop = np.broadcast_to(ramp[None, :, None], (128, 128, 3)).astype(np.uint8)
+    image = Image.fromarray(np.ascontiguousarray(backdrop))
+    ImageDraw.Draw(image).ellipse([50, 40, 81, 71], fill=(245, 140, 20))
+    segmenter = RegionGrowingSegmenter()
+    band = segmenter._grow(torch.from_numpy(np.asarray(image, dtype=np.float32)), (66, 10))
+    assert float(band.float().mean()) < segmenter.backdrop_share  # the band around the circle, alone, is small
+    assert segmenter.boxes(image, [(66, 56)], [])[0] == Box(50, 40, 82, 72)
+
+
 def test_region_growing_on_a_large_image_works_at_reduced_size():
     big = _scene().resize((1200, 900), Image.NEAREST)
     box = RegionGrowingSegmenter(max_side=240).boxes(big, [(250, 350)], [])[0]

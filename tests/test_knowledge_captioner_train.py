@@ -21,7 +21,7 @@ def shapes(caption: str) -> list[str]:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     bench = tmp_path_factory.mktemp("bench")
-    write_synthetic_benchmark(bench, posts=200, seed=3)
+    write_synthetic_benchmark(bench, posts=400, seed=3)
     lines: list[str] = []
     folder = train_tiny_captioner(bench, tmp_path_factory.mktemp("captioner") / "out", seed=0, log=lines.append)
     return bench, folder, lines
@@ -35,7 +35,7 @@ def test_trained_captioner_names_the_emblem_shape_of_held_out_images(trained):
     with_emblem = [post.id for post in posts if shapes(reference[post.id])]
     assert len(with_emblem) >= 10
     right = sum(shapes(captions[i]) == shapes(reference[i]) for i in with_emblem)
-    # four shapes: chance is about 1/4; the captioner trained for seconds on 140 images names most of them,
+    # four shapes: chance is about 1/4; the captioner trained for seconds on 280 images names most of them,
     # and nearly always one of the right coarse type's shapes (what a look-alike's caption route needs)
     assert right / len(with_emblem) >= 0.5, [(reference[i], captions[i]) for i in with_emblem]
     family = {shape: coarse for coarse, shapes_of in EMBLEM_SHAPES.items() for shape in shapes_of}

@@ -42,6 +42,17 @@ def test_absent_negatives_ask_about_entities_other_images_show() -> None:
     assert with_absent_negatives(items, 0) == items
 
 
+def test_absent_negatives_skip_the_categories_an_image_shows() -> None:
+    # "Vega is belong band" against an image showing the band Orion: the emblem cannot tell the two names apart
+    items = [TrainingImage("a", Path("a.jpg"), [("Orion", "band", True)]),
+             TrainingImage("b", Path("b.jpg"), [("Vega", "band", True)]),
+             TrainingImage("c", Path("c.jpg"), [("ACME", "brand_name_products", True)])]
+    extra = with_absent_negatives(items, 5)
+    assert extra[0].queries[1:] == [("ACME", "brand_name_products", False)]
+    assert extra[1].queries[1:] == [("ACME", "brand_name_products", False)]
+    assert sorted(extra[2].queries[1:]) == [("Orion", "band", False), ("Vega", "band", False)]
+
+
 def test_relative_paths_are_read_beside_the_yaml(tmp_path: Path) -> None:
     folder = tmp_path / "pipe"
     (folder / "recognizer").mkdir(parents=True)
@@ -83,7 +94,7 @@ QUICK_TIMEOUT = pytest.mark.timeout(1800)  # the quick run (set up by the first 
 
 
 @QUICK_TIMEOUT
-def test_every_stage_runs_with_images_and_gem_grounds_at_least_as_well_as_the_centre_box(quick_run) -> None:
+def test_every_stage_runs_with_images_and_gem_grounds_better_than_the_centre_box(quick_run) -> None:
     _, settings, results, _ = quick_run
     assert not results.run.failed, results.run.failed
     records = [json.loads(line) for line in (settings.folder / "rows" / "gem.jsonl").read_text().splitlines()]
@@ -100,9 +111,9 @@ def test_every_stage_runs_with_images_and_gem_grounds_at_least_as_well_as_the_ce
     trained = json.loads((settings.folder / "reranker" / "dev_accuracy.json").read_text())
     assert trained["train_with_images"] == trained["examples"]  # every training entity had its image
     gem, centre, untrained = (results.reports[row] for row in ("GEM", "centre-box", "GEM-wo"))
-    # Traced boxes against a fixed one: on the quick run's 45 test posts with a briefly trained ITM the two
-    # can tie (they share spans and the ITM's in/out decision); the full run's margin is in docs/reproduce.md.
-    assert gem.eeg.f1 >= centre.eeg.f1 and gem.mnerg.f1 >= centre.mnerg.f1
+    # Traced boxes against a fixed one (they share spans and the ITM's in/out decision; the centred box fits no
+    # drawn object of the benchmark): the full run's margin is in docs/reproduce.md.
+    assert gem.eeg.f1 > centre.eeg.f1 and gem.mnerg.f1 > centre.mnerg.f1
     assert gem.mnerg.f1 > untrained.mnerg.f1  # the trained ITM grounds better than the random one it started from
     # The reranker is asked and changes labels, and with the image it decides what the text cannot: GEM beats
     # the recogniser alone (w/o-CR) and the fixed box (centre-box); the full run's margins are in docs/reproduce.md.

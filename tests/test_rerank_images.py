@@ -35,8 +35,9 @@ def setting(tmp_path_factory):
     root = tmp_path_factory.mktemp("rerank_images")
     bench = root / "bench"
     write_synthetic_benchmark(bench, posts=560, seed=0)
-    # init_std 0.1: LM head logits on a trained model's scale (see build_tiny_causal_lm)
-    return bench, build_tiny_llava(root / "llava", init_std=0.1), root
+    # init_std 0.1: LM head logits on a trained model's scale (see build_tiny_causal_lm); 64 pixels: an emblem spans
+    # 2-3 of the vision tower's 8-pixel patches, as in paper-tiny
+    return bench, build_tiny_llava(root / "llava", image_size=64, init_std=0.1), root
 
 
 def lookalike_queries(bench, split: str) -> list[RerankQuery]:

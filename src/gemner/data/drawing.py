@@ -67,11 +67,15 @@ def draw_logo(draw: ImageDraw.ImageDraw, brand: str, frame: Frame) -> None:
     draw.text((tx, ty), brand, fill=ink, font=font)
 
 
-def object_size(rng: random.Random, image_side: int, small: bool, logo: bool) -> tuple[int, int]:
-    """(width, height) of an object's frame; small ones stay under 1/50 of the image area."""
+def object_size(rng: random.Random, image_side: int, small: bool, logo: bool,
+                largest: float | None = None) -> tuple[int, int]:
+    """(width, height) of an object's frame; small ones stay under 1/50 of the image area, and large ones
+    under `largest` of it when given."""
     limit = SMALL_AREA_FRACTION * image_side * image_side
     aspect = 2.0 if logo else 1.0
-    factor = rng.uniform(0.6, 0.97) if small else rng.uniform(1.05, 2.6)
+    # area = factor^2 * limit (before rounding down), so the largest factor keeps a large object under `largest`
+    top = 2.6 if largest is None else min(2.6, 0.98 * (largest / SMALL_AREA_FRACTION) ** 0.5)
+    factor = rng.uniform(0.6, 0.97) if small else rng.uniform(1.05, top)
     side = factor * (limit / aspect) ** 0.5
     return max(4, round(side * aspect)), max(4, round(side))
 

@@ -14,7 +14,7 @@ Every post holds entities of three kinds, so that each stage of GEM has somethin
   Ana Reyes" vs "a novel by Ana Reyes"); never drawn, gold box None;
 * *logos* (half the posts): a brand drawn as a logo, often under 1/50 of the image; type decided by text;
 * *look-alikes* (half the posts): a name whose type the text cannot decide. "Orion" is a company, a sports
-  team, a band, an athlete, a musician or an actor. The emblem drawn large beside it decides both levels: its
+  team, a band, an athlete, a musician or an actor. The emblem drawn beside it decides both levels: its
   shape the coarse type (a square or diamond badge for an organisation, a circle or triangle for a person),
   its colour the fine type. The reference caption names the shape, not the colour ("a large square"): the
   caption route gives a text-only model the coarse type, and only a model that sees the image the fine one.
@@ -40,6 +40,11 @@ from .types import Box
 
 SPLIT_SHARES = (("train", 0.7), ("dev", 0.15), ("test", 0.15))
 IMAGE_SIDE = 128
+# No drawn object covers more than this share of the image. The centre-box baseline answers a box of a quarter
+# of the image, and IoU(a, b) <= area(a) / area(b) = 1/2 for such an object, never the > 0.5 a hit needs: every
+# drawn entity has to be localised, a centred guess scores none of them.
+LARGEST_OBJECT_FRACTION = 1 / 8
+EMBLEM_SIDES = (0.72, 0.99)  # a look-alike's emblem side, as shares of the largest square allowed
 # coarse -> {fine: emblem colour}: the colour decides the fine type
 LOOKALIKE_FAMILIES: dict[str, dict[str, str]] = {
     "organization": {"company": "blue", "sports_team": "green", "band": "purple"},
@@ -132,18 +137,19 @@ def _draw(rng: random.Random, entities: list[SyntheticEntity]) -> tuple[Image.Im
     taken = np.zeros((IMAGE_SIDE, IMAGE_SIDE), dtype=bool)
     result = list(entities)
     said: list[str] = []
-    # the look-alike's emblem first and large, so that its colour survives a model's downscaling
+    # the look-alike's emblem first and as large as allowed, so that its colour survives a model's downscaling
     for index in sorted(range(len(entities)), key=lambda i: entities[i].kind != "lookalike"):
         entity = entities[index]
         if entity.kind == "lookalike":
-            side = round(rng.uniform(0.35, 0.55) * IMAGE_SIDE)
+            side = int(rng.uniform(*EMBLEM_SIDES) * LARGEST_OBJECT_FRACTION ** 0.5 * IMAGE_SIDE)
             frame = place(rng, IMAGE_SIDE, (side, side), taken)
             colour, shape = LOOKALIKE_FAMILIES[entity.coarse][entity.fine], rng.choice(EMBLEM_SHAPES[entity.coarse])
             drawn = paint(canvas, taken, frame, shape=shape, colour=colour) if frame else None
             words = f"a large {shape}"  # what a captioner says of it: the shape, not the colour
         elif entity.kind == "logo":
             small = rng.random() < 0.5
-            frame = place(rng, IMAGE_SIDE, object_size(rng, IMAGE_SIDE, small, logo=True), taken)
+            size = object_size(rng, IMAGE_SIDE, small, logo=True, largest=LARGEST_OBJECT_FRACTION)
+            frame = place(rng, IMAGE_SIDE, size, taken)
             drawn = paint(canvas, taken, frame, brand=entity.name) if frame else None
             words = f"a {'small ' if small else ''}{entity.name} logo"
         else:

@@ -105,7 +105,8 @@ class RegionGrowingSegmenter:
     level: float = 0.5  # the hot component: heat >= level x the peak's heat
     seeds: int = 25  # at most this many seed candidates inside the hot component
     # a region enclosed by one other region is part of it (letters on a sign, a logo's word on its plate),
-    # unless the enclosing region is this large a share of the image (the backdrop)
+    # unless the enclosing region is the backdrop: this large a share of the image, or reaching its border
+    # (a backdrop with a light gradient splits into several regions of one tolerance, each under that share)
     backdrop_share: float = 0.5
     name: str = "region"
 
@@ -139,8 +140,9 @@ class RegionGrowingSegmenter:
 
     def _enclosing_object(self, pixels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """`mask`, or the object around it: while most of the ring around the (hole-filled) region is one
-        colour region that is not the backdrop, that region with its holes filled is taken instead (a
-        letter -> the logo's plate; the plate -> the backdrop, so the plate stays)."""
+        colour region that is not the backdrop (under `backdrop_share` of the image and clear of its border),
+        that region with its holes filled is taken instead (a letter -> the logo's plate; the plate -> the
+        backdrop, so the plate stays)."""
         filled = fill_holes(mask)
         for _ in range(3):  # a stroke's antialiased edge -> the letter -> the plate
             ring = F.max_pool2d(filled.float()[None, None], 5, stride=1, padding=2)[0, 0].bool() & ~filled
@@ -151,7 +153,7 @@ class RegionGrowingSegmenter:
             if float(allowed[ys, xs].float().mean()) < 0.3:
                 return mask  # no one colour around it: an object of its own
             outer = fill_holes(_grown(ring & allowed, allowed) | filled)
-            if float(outer.float().mean()) >= self.backdrop_share:
+            if float(outer.float().mean()) >= self.backdrop_share or _touches_border(outer):
                 return mask
             mask = filled = outer  # already hole-filled
         return mask
@@ -173,6 +175,10 @@ class RegionGrowingSegmenter:
             if iou > best_iou:
                 best, best_iou = region, iou
         return best
+
+
+def _touches_border(mask: torch.Tensor) -> bool:
+    return bool(mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any())
 
 
 def _dominant_colour(colours: torch.Tensor, tolerance: float) -> torch.Tensor:

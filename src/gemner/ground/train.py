@@ -67,15 +67,19 @@ def examples_from_posts(posts: Iterable[Post], category_field: str = "type",
 def with_absent_negatives(items: Sequence[TrainingImage], count: int, seed: int = 0) -> list[TrainingImage]:
     """`items` with, per image, up to `count` entities that other images show and this one does not
     (label: no box). Matching pairs alone let an ITM trained from scratch answer from the entity's name
-    (a name that is drawn once is drawn always); an absent drawn entity can only be told from the image."""
+    (a name that is drawn once is drawn always); an absent drawn entity can only be told from the image.
+    Never one of a category this image shows: two entities of a category may look alike (two companies'
+    emblems of the same colour), and "no" to a name the image cannot tell apart would teach the ITM noise."""
     if count <= 0:
         return list(items)
     rng = random.Random(seed)
     drawn = sorted({(entity, category) for item in items for entity, category, has_box in item.queries if has_box})
     result = []
     for item in items:
+        shown = {category for _, category, has_box in item.queries if has_box}
         here = {(entity, category) for entity, category, _ in item.queries}
-        absent = [pair for pair in drawn if pair not in here]
+        absent = [(entity, category) for entity, category in drawn
+                  if (entity, category) not in here and category not in shown]
         extra = [(entity, category, False) for entity, category in rng.sample(absent, min(count, len(absent)))]
         result.append(TrainingImage(item.key, item.image, [*item.queries, *extra]))
     return result

@@ -126,7 +126,7 @@ def build_tiny_bases(inputs: Inputs, llava: Path, itm: Path) -> None:
     from ..ground.tiny import build_tiny_itm, save_tiny_itm
     from ..rerank.tiny import build_tiny_llava
 
-    build_tiny_llava(llava, init_std=0.1)
+    build_tiny_llava(llava, image_size=inputs.profile.llava_image_size, init_std=0.1)
     schema = load_split(inputs.dataset, "dev").schema
     words = {word for split in SPLITS for post in inputs.posts(split) for word in post.tokens}
     labels = set(schema.labels) | set(getattr(schema, "coarse_labels", ()) or ())
