@@ -69,7 +69,8 @@ def with_absent_negatives(items: Sequence[TrainingImage], count: int, seed: int 
     (label: no box). Matching pairs alone let an ITM trained from scratch answer from the entity's name
     (a name that is drawn once is drawn always); an absent drawn entity can only be told from the image.
     Never one of a category this image shows: two entities of a category may look alike (two companies'
-    emblems of the same colour), and "no" to a name the image cannot tell apart would teach the ITM noise."""
+    emblems of the same colour), and "no" to a name the image cannot tell apart would teach the ITM noise.
+    (Names that are written in the image, as on logos, could be told apart; that negative is given up too.)"""
     if count <= 0:
         return list(items)
     rng = random.Random(seed)
