@@ -85,12 +85,12 @@ def quick_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("reproduce_gem")
     bench = root / "bench"
     write_synthetic_benchmark(bench, posts=300, seed=0)
-    settings = GemSettings(str(bench), "paper-tiny", runs=root / "runs", quick=True, device="cpu", threads=1)
+    settings = GemSettings(str(bench), "paper-tiny", runs=root / "runs", quick=True, device="cpu", threads=2)
     results = run_gem_reproduction(settings, log=lambda _m: None, json_file=root / "out.json")
     return bench, settings, results, root
 
 
-QUICK_TIMEOUT = pytest.mark.timeout(1800)  # the quick run (set up by the first test): ~4 min on 2 idle cores
+QUICK_TIMEOUT = pytest.mark.timeout(1800)  # the quick run (set up by the first test): ~3.2 min on 2 idle cores
 
 
 @QUICK_TIMEOUT
