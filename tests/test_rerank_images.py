@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from gemner.cli.main import app
 from gemner.data.folders import load_split
 from gemner.data.synthetic import LOOKALIKE_FAMILIES, LOOKALIKE_NAMES, write_synthetic_benchmark
+from gemner.pipeline.reproduce_gem_profiles import gem_profile
 from gemner.rerank.config import RerankerConfig
 from gemner.rerank.infer import candidate_accuracy
 from gemner.rerank.model import Reranker
@@ -35,9 +36,10 @@ def setting(tmp_path_factory):
     root = tmp_path_factory.mktemp("rerank_images")
     bench = root / "bench"
     write_synthetic_benchmark(bench, posts=560, seed=0)
-    # init_std 0.1: LM head logits on a trained model's scale (see build_tiny_causal_lm); 64 pixels: an emblem spans
-    # 2-3 of the vision tower's 8-pixel patches, as in paper-tiny
-    return bench, build_tiny_llava(root / "llava", image_size=64, init_std=0.1), root
+    # init_std 0.1: LM head logits on a trained model's scale (see build_tiny_causal_lm); the image side paper-tiny
+    # builds it with (an emblem spans 2-3 of the vision tower's 8-pixel patches)
+    side = gem_profile("paper-tiny").llava_image_size
+    return bench, build_tiny_llava(root / "llava", image_size=side, init_std=0.1), root
 
 
 def lookalike_queries(bench, split: str) -> list[RerankQuery]:

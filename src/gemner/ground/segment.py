@@ -66,9 +66,14 @@ def connected_component(allowed: torch.Tensor, seed: Point, max_steps: int | Non
 def fill_holes(mask: torch.Tensor) -> torch.Tensor:
     """`mask` with its holes filled: every pixel that cannot reach the image border without crossing it."""
     outside = ~mask
-    border = torch.zeros_like(mask)
+    return ~_grown(_image_border(mask) & outside, outside)
+
+
+def _image_border(like: torch.Tensor) -> torch.Tensor:
+    """A boolean mask of the outermost pixels of an image shaped like `like`."""
+    border = torch.zeros_like(like, dtype=torch.bool)
     border[0, :], border[-1, :], border[:, 0], border[:, -1] = True, True, True, True
-    return ~_grown(border & outside, outside)
+    return border
 
 
 def _grown(start: torch.Tensor, allowed: torch.Tensor, max_steps: int | None = None) -> torch.Tensor:
@@ -178,7 +183,7 @@ class RegionGrowingSegmenter:
 
 
 def _touches_border(mask: torch.Tensor) -> bool:
-    return bool(mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any())
+    return bool((mask & _image_border(mask)).any())
 
 
 def _dominant_colour(colours: torch.Tensor, tolerance: float) -> torch.Tensor:
