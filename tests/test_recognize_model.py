@@ -6,6 +6,8 @@ import math
 
 import pytest
 import torch
+from safetensors.torch import load_file
+from transformers import AutoModel
 
 from gemner.data.schema import GMNER_SCHEMA
 from gemner.data.types import Entity, Post
@@ -170,8 +172,12 @@ def test_word_shape_features_join_the_heads_and_learn(encoder_dir):
     assert sum(p for _, p in entity.scores["topk"]) == pytest.approx(1.0, abs=1e-3)
 
 
-def test_compressed_checkpoint_matches_the_full_model_at_full_rank(encoder_dir, tmp_path):
+@pytest.mark.parametrize("architecture", ["bert", "mpnet"])
+def test_compressed_checkpoint_matches_the_full_model_at_full_rank(architecture, request, tmp_path):
+    """lite's encoder is a BERT, base's an MPNet (q/k/v/o instead of query/key/value): both compress exactly."""
     from gemner.recognize.compress import compress_recognizer, low_rank_factors
+
+    encoder_dir = request.getfixturevalue({"bert": "encoder_dir", "mpnet": "mpnet_encoder_dir"}[architecture])
 
     delta = torch.randn(6, 4)
     left, right, kept = low_rank_factors(delta, 4)
@@ -188,6 +194,11 @@ def test_compressed_checkpoint_matches_the_full_model_at_full_rank(encoder_dir, 
     model.save_pretrained(tmp_path / "full")
     report = compress_recognizer(tmp_path / "full", tmp_path / "lora", rank=64, dtype=torch.float32)
     assert report.kept_energy == pytest.approx(1.0, abs=1e-6) and report.deltas > 0
+    # every linear weight went into the adapters; only small tensors (biases, norms, ...) are stored whole
+    stored_whole = load_file(str(tmp_path / "lora" / "encoder_deltas.safetensors"))
+    linear_weights = {f"{name}.weight" for name, module in AutoModel.from_pretrained(encoder_dir).named_modules()
+                      if isinstance(module, torch.nn.Linear)}
+    assert linear_weights and not linear_weights & set(stored_whole)
     small = compress_recognizer(tmp_path / "full", tmp_path / "lora2", rank=2)
     assert small.kept_energy < 0.9 and small.megabytes < report.megabytes
     full = Recognizer.from_pretrained(tmp_path / "full")

@@ -22,9 +22,18 @@ from safetensors.torch import save_file
 from ..lowrank import low_rank_factors
 from .checkpoint import ENCODER_DELTAS_FILE, apply_lora, load_encoder, save_recognizer
 
-# BERT-family names: every linear layer of attention and feed-forward ("dense" also names the pooler)
-# and the word embeddings.
-LORA_TARGETS = ["query", "key", "value", "dense", "word_embeddings"]
+# The word embeddings are the one non-linear layer worth factoring (vocab x dim); every linear layer is found
+# by `lora_targets` (BERT names them query/key/value/dense, MPNet q/k/v/o/dense).
+EMBEDDING_TARGET = "word_embeddings"
+
+
+def lora_targets(encoder: torch.nn.Module) -> list[str]:
+    """peft `target_modules` covering every linear layer of `encoder` and its word embeddings, by module name."""
+    names = {name.rsplit(".", 1)[-1] for name, module in encoder.named_modules()
+             if isinstance(module, torch.nn.Linear)}
+    if any(name.rsplit(".", 1)[-1] == EMBEDDING_TARGET for name, _ in encoder.named_modules()):
+        names.add(EMBEDDING_TARGET)
+    return sorted(names)
 
 
 @dataclass
@@ -65,9 +74,9 @@ def compress_recognizer(source: str | Path, output: str | Path, rank: int, dtype
     full = Recognizer.from_pretrained(source)
     if full.uses_lora:
         raise ValueError(f"{source} is already a LoRA checkpoint")
+    base, tokenizer = load_encoder(full.config.encoder)
     config = full.config.model_copy(update={"lora_rank": rank, "lora_alpha": rank, "lora_dropout": 0.0,
-                                            "lora_targets": LORA_TARGETS})
-    base, tokenizer = load_encoder(config.encoder)
+                                            "lora_targets": lora_targets(base)})
     base_weights = {name: p.detach().clone() for name, p in base.named_parameters()}
     tuned = dict(full.encoder.named_parameters())
     encoder = apply_lora(base, config)

@@ -35,22 +35,32 @@ TINY_WORDS = sorted({w for names in TINY_ENTITIES.values() for n in names for w 
 
 
 def make_tiny_encoder(folder: str | Path, words: Sequence[str] = TINY_WORDS, hidden: int = 32,
-                      layers: int = 2, heads: int = 2, seed: int = 0) -> Path:
-    """Write a tiny random BERT + tokenizer into `folder`; returns the folder."""
+                      layers: int = 2, heads: int = 2, seed: int = 0, architecture: str = "bert") -> Path:
+    """Write a tiny random encoder + tokenizer into `folder`; returns the folder. `architecture`: bert (the
+    lite encoder's, all-MiniLM-L6-v2) or mpnet (the base encoder's, all-mpnet-base-v2)."""
     import torch
-    from transformers import BertConfig, BertModel, BertTokenizer
+    from transformers import BertConfig, BertModel, BertTokenizer, MPNetConfig, MPNetModel, MPNetTokenizer
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     pieces = ["##s", "##ing", "##er", *[f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"]]
+    sizes = dict(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                 intermediate_size=2 * hidden, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    torch.manual_seed(seed)
+    if architecture == "mpnet":
+        special = ["<s>", "<pad>", "</s>", "[UNK]", "<mask>"]  # all-mpnet-base-v2's, in its id order
+        vocab = [*special, *dict.fromkeys(w.lower() for w in words), *pieces]
+        (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+        MPNetTokenizer(str(folder / "vocab.txt"), do_lower_case=True).save_pretrained(folder)
+        config = MPNetConfig(vocab_size=len(vocab), max_position_embeddings=130, pad_token_id=1, **sizes)
+        MPNetModel(config).save_pretrained(folder)
+        return folder
+    if architecture != "bert":
+        raise ValueError(f"unknown tiny encoder architecture {architecture!r}: bert | mpnet")
     vocab = [*SPECIAL, *dict.fromkeys(w.lower() for w in words), *pieces]
     tokenizer = BertTokenizer(vocab={token: i for i, token in enumerate(vocab)}, do_lower_case=True)
     tokenizer.save_pretrained(folder)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers,
-                        num_attention_heads=heads, intermediate_size=2 * hidden, max_position_embeddings=128,
-                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    torch.manual_seed(seed)
-    BertModel(config).save_pretrained(folder)
+    BertModel(BertConfig(vocab_size=len(vocab), max_position_embeddings=128, **sizes)).save_pretrained(folder)
     return folder
 
 
