@@ -12,11 +12,15 @@ Two runs on the same benchmark posts (FMNERG test, first N):
     python benchmarks/pipeline_speed.py --posts 1500 --threads 2 --compare --gammas 0.82 0.2
     python benchmarks/pipeline_speed.py --posts 32 --threads 1 --paper-vision --vision-posts 8 [--sam slimsam-50]
     python benchmarks/pipeline_speed.py --posts 1500 --threads 2 --recogniser-batches 16 256
+    python benchmarks/pipeline_speed.py --posts 1500 --threads 1 --presets lite base
 
 `--compare` times, in one process (same machine load), at each `--gammas` value: the recogniser
 alone (rerank off), the pipeline with batched reranking (the hard entities of a whole batch of posts
 scored together), and the pipeline reranking entity by entity (the scorer before batching), then
 prints posts/s of each, the new/old ratio and the pipeline/recogniser time ratio.
+
+`--presets A B ...` times whole presets on the same posts in one process, in alternating rounds (best kept), and
+prints each one's posts/s and its time as a multiple of the first's.
 
 Stage times come from wrapping the pipeline's four stage runners (knowledge, recognise, rerank,
 ground) with wall-clock timers; "other" is the rest (tokenising, result objects).
@@ -110,6 +114,22 @@ def recogniser_batches(preset: str, posts, batch_sizes: list[int], rounds: int =
         print(f"| {size} | {best[size]:.2f} | {len(posts) / best[size]:.1f} | {ratio:.2f}x |")
 
 
+def presets_side_by_side(presets: list[str], posts, batch_size: int, rounds: int = 2) -> None:
+    """Each preset as configured over `posts`, alternating rounds so that load changes hit all alike."""
+    from gemner import GEM
+
+    models = {name: GEM.from_pretrained(name) for name in presets}
+    best = {name: float("inf") for name in presets}
+    for _ in range(rounds):
+        for name, gem in models.items():
+            best[name] = min(best[name], run(gem, posts, batch_size, defaultdict(float))[0])
+    print("| preset | stages | seconds | posts/s | time x first |")
+    print("| --- | --- | ---: | ---: | ---: |")
+    for name, gem in models.items():
+        print(f"| {name} | {gem.stage_summary()} | {best[name]:.1f} | {len(posts) / best[name]:.1f} "
+              f"| {best[name] / best[presets[0]]:.2f}x |")
+
+
 def random_image(folder: Path) -> Path:
     generator = torch.Generator().manual_seed(0)
     pixels = (torch.rand(480, 640, 3, generator=generator) * 255).to(torch.uint8).numpy()
@@ -166,6 +186,8 @@ def main() -> None:
     parser.add_argument("--compare", action="store_true",
                         help="recogniser alone vs batched vs entity-by-entity reranking, in one process")
     parser.add_argument("--gammas", type=float, nargs="+", default=[0.82, 0.2], help="sample filter thresholds")
+    parser.add_argument("--presets", nargs="+", default=None,
+                        help="time these presets side by side in this process (e.g. lite base)")
     parser.add_argument("--recogniser-batches", type=int, nargs="+", default=None,
                         help="rerank off: posts/s at each of these pipe batch sizes (e.g. 16 256)")
     args = parser.parse_args()
@@ -173,6 +195,11 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     posts = load_dataset(args.dataset, "test").posts[:args.posts]
+    if args.presets:
+        print(f"{torch.get_num_threads()} threads, {len(posts)} {args.dataset} test posts, batches of "
+              f"{args.batch_size}, load average {os.getloadavg()[0]:.1f}")
+        presets_side_by_side(args.presets, posts, args.batch_size)
+        return
     if args.recogniser_batches:
         print(f"preset {args.preset}, rerank off, {torch.get_num_threads()} threads, {len(posts)} {args.dataset} "
               f"test posts, load average {os.getloadavg()[0]:.1f}")

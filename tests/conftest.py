@@ -13,10 +13,17 @@ from gemner.rerank.tiny import TINY_CHATML_TEMPLATE, build_tiny_causal_lm
 
 @pytest.fixture(autouse=True, scope="session")
 def private_caches(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Converted weights and LLM answers go to a folder of this run, never the user's ~/.cache."""
+    """Converted weights and LLM answers go to a folder of this run, never the user's ~/.cache. Weights
+    `gemner download base` assembled there are read through a link (tests never write them)."""
     import os
 
+    from gemner.assembled import ARCHIVES
+
     root = tmp_path_factory.mktemp("cache")
+    (root / "models").mkdir()
+    for archive in {id(a): a for a in ARCHIVES.values()}.values():
+        if archive.is_installed():
+            (root / "models" / archive.name).symlink_to(archive.folder(), target_is_directory=True)
     saved = {name: os.environ.get(name) for name in ("GEMNER_CACHE", "GEMNER_KNOWLEDGE_CACHE")}
     os.environ["GEMNER_CACHE"] = str(root)
     os.environ["GEMNER_KNOWLEDGE_CACHE"] = str(root / "knowledge.sqlite")
@@ -49,6 +56,12 @@ def _back_to_one_thread(one_thread: None) -> Iterator[None]:
 def encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A tiny random BERT (hidden size 32) with a tokenizer for the synthetic and benchmark words."""
     return str(make_tiny_encoder(tmp_path_factory.mktemp("tiny-encoder")))
+
+
+@pytest.fixture(scope="session")
+def mpnet_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A tiny random MPNet (the `base` encoder's architecture) with the same words."""
+    return str(make_tiny_encoder(tmp_path_factory.mktemp("tiny-mpnet"), architecture="mpnet"))
 
 
 @pytest.fixture(scope="session")

@@ -37,8 +37,8 @@ def predict(
         help="Prediction JSONL (one line per post); `-`: standard output. --engine ray: a folder, or a URI "
         "(s3://bucket/run/, gs://..., file://...; docs/scale.md).")] = None,
     config: Annotated[str | None, typer.Option(
-        "--config", "-c", help="Pipeline preset (lite, lite-rerank, lite-gmner, paper) or YAML file (default lite; "
-        "with --recognizer and no --config: that recogniser alone).")] = None,
+        "--config", "-c", help="Pipeline preset (lite, lite-rerank, lite-gmner, base, paper) or YAML file (default "
+        "lite; with --recognizer and no --config: that recogniser alone).")] = None,
     input: Annotated[str | None, typer.Option(
         "--input", help="Posts JSONL {id, text|tokens, image?}; `-`: standard input; or a URI "
         "(s3://bucket/posts.jsonl, gs://..., file://...; credentials from the environment).")] = None,

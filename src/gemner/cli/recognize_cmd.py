@@ -26,7 +26,8 @@ def train_recognizer_cmd(
     dev_file: Annotated[Path | None, typer.Option("--dev", help="Your own dev file (same formats).")] = None,
     labels: Annotated[str | None, typer.Option(help="With --train: coarse | fine | FILE (default: the "
                                                "label set of your files, two levels when they have two).")] = None,
-    preset: Annotated[str, typer.Option(help="paper | lite (lite: MiniLM on CPU)")] = "lite",
+    preset: Annotated[str, typer.Option(help="paper | lite | base (lite: MiniLM on CPU; base: all-mpnet-base-v2 "
+                                              "on CPU, `gemner download base`)")] = "lite",
     knowledge: Annotated[Path | None, typer.Option(help="Knowledge JSONL {id, knowledge} (absent: none).")] = None,
     output: Annotated[Path | None, typer.Option(help="Output folder (default: runs/recognizer/...).")] = None,
     encoder: Annotated[str | None, typer.Option(help="Encoder name or path (overrides the preset).")] = None,

@@ -20,7 +20,7 @@ DEFAULT = ServeSettings()  # the defaults live there, once
 def serve(
     config: Annotated[str, typer.Option(
         "--config", "-c",
-        help="Pipeline preset (lite, lite-rerank, lite-gmner, paper), YAML file, or folder with gemner.yaml.")
+        help="Pipeline preset (lite, lite-rerank, lite-gmner, base, paper), YAML file, or folder with gemner.yaml.")
     ] = "lite",
     host: Annotated[str, typer.Option(help="Address to bind; this machine only unless told otherwise.")
                     ] = DEFAULT.host,

@@ -22,7 +22,7 @@ from ..knowledge.builder import LLMSettings
 from ..paths import expand_model_name
 from ..rerank.config import RerankSettings
 
-PRESET_NAMES = ("lite", "lite-rerank", "lite-gmner", "paper")
+PRESET_NAMES = ("lite", "lite-rerank", "lite-gmner", "base", "paper")
 
 # A stage's device: checked by name when the configuration is read, resolved when the pipeline loads.
 Device = Annotated[str, AfterValidator(check_device_name), Field(description=DEVICE_NAMES)]
