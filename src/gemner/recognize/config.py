@@ -70,8 +70,8 @@ PRESETS: dict[str, RecognizerConfig] = {
         encoder="minilm", lr=1.5e-4, head_lr=1.5e-3, batch_size=16, epochs=12, warmup_ratio=0.06,
         bf16=True, length_buckets=True, word_shape_dim=16,
     ),
-    # all-mpnet-base-v2 (110M, `gemner download base`) on CPU: the lite recipe with a base-size encoder's lr
-    # (a 110M encoder at MiniLM's 1.5e-4 forgets its pretraining) and fewer epochs (each costs ~4x lite's).
+    # all-mpnet-base-v2 (110M, `gemner download base`) on CPU: the lite recipe with the usual fine-tuning lr of a
+    # base-size encoder and half the epochs (each costs ~4.3x lite's); not tuned further (docs/results.md).
     "base": RecognizerConfig(
         encoder="mpnet", lr=5e-5, head_lr=1.5e-3, batch_size=16, epochs=6, warmup_ratio=0.06,
         bf16=True, length_buckets=True, word_shape_dim=16,
