@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from ..pipeline.preset_names import PRESET_LIST
 from .app import app
 from .console import err as console
 from .errors import friendly_errors
@@ -18,7 +19,7 @@ app.add_typer(config_app, name="config")
 @friendly_errors
 def show(
     name: Annotated[str, typer.Argument(
-        help="Preset (lite, lite-rerank, lite-gmner, base, paper), YAML file, or folder with gemner.yaml.")] = "lite",
+        help=f"Preset ({PRESET_LIST}), YAML file, or folder with gemner.yaml.")] = "lite",
     check: Annotated[bool, typer.Option(help="Also say which models are available on this machine.")] = False,
 ) -> None:
     """Print the configuration with every model name/path and hyperparameter (save it, edit it, pass

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from ..pipeline.preset_names import PRESET_LIST
 from .app import TrustRemoteCodeOpt, app
 from .console import STDIO, error, note, print_json_line, result_format, warnings
 from .console import err as console
@@ -37,8 +38,8 @@ def predict(
         help="Prediction JSONL (one line per post); `-`: standard output. --engine ray: a folder, or a URI "
         "(s3://bucket/run/, gs://..., file://...; docs/scale.md).")] = None,
     config: Annotated[str | None, typer.Option(
-        "--config", "-c", help="Pipeline preset (lite, lite-rerank, lite-gmner, base, paper) or YAML file (default "
-        "lite; with --recognizer and no --config: that recogniser alone).")] = None,
+        "--config", "-c", help=f"Pipeline preset ({PRESET_LIST}) or YAML file (default lite; with "
+        "--recognizer and no --config: that recogniser alone).")] = None,
     input: Annotated[str | None, typer.Option(
         "--input", help="Posts JSONL {id, text|tokens, image?}; `-`: standard input; or a URI "
         "(s3://bucket/posts.jsonl, gs://..., file://...; credentials from the environment).")] = None,

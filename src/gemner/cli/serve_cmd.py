@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from ..pipeline.preset_names import PRESET_LIST
 from ..serve.limits import ServeSettings
 from .app import TrustRemoteCodeOpt, app
 from .console import err as console
@@ -20,7 +21,7 @@ DEFAULT = ServeSettings()  # the defaults live there, once
 def serve(
     config: Annotated[str, typer.Option(
         "--config", "-c",
-        help="Pipeline preset (lite, lite-rerank, lite-gmner, base, paper), YAML file, or folder with gemner.yaml.")
+        help=f"Pipeline preset ({PRESET_LIST}), YAML file, or folder with gemner.yaml.")
     ] = "lite",
     host: Annotated[str, typer.Option(help="Address to bind; this machine only unless told otherwise.")
                     ] = DEFAULT.host,

@@ -21,8 +21,7 @@ from ..ground.config import GrounderConfig
 from ..knowledge.builder import LLMSettings
 from ..paths import expand_model_name
 from ..rerank.config import RerankSettings
-
-PRESET_NAMES = ("lite", "lite-rerank", "lite-gmner", "base", "paper")
+from .preset_names import PRESET_LIST, PRESET_NAMES
 
 # A stage's device: checked by name when the configuration is read, resolved when the pipeline loads.
 Device = Annotated[str, AfterValidator(check_device_name), Field(description=DEVICE_NAMES)]
@@ -172,7 +171,7 @@ def _resolve_paths(config: PipelineConfig, folder: Path | None = None) -> Pipeli
 
 def preset_text(name: str) -> str:
     if name not in PRESET_NAMES:
-        raise DataError(f"unknown pipeline preset {name!r}; choose one of {', '.join(PRESET_NAMES)} or a YAML file")
+        raise DataError(f"unknown pipeline preset {name!r}; choose one of {PRESET_LIST} or a YAML file")
     return resources.files("gemner.pipeline").joinpath("presets", f"{name}.yaml").read_text(encoding="utf-8")
 
 
