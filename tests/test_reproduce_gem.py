@@ -4,6 +4,7 @@ its ablations, the ready pipeline folder, and the pieces it adds (centre box, pa
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from gemner.ground.segment import CentreSegmenter
 from gemner.ground.train import TrainingImage, with_absent_negatives
 from gemner.knowledge.captioner_train import DONE_FILE
 from gemner.pipeline.config import ABLATIONS, apply_ablations, load_config
-from gemner.pipeline.reproduce_gem import ROW_NAMES, TEXT_ONLY, GemSettings
+from gemner.pipeline.reproduce_gem import ROW_NAMES, TEXT_ONLY, GemSettings, GemStep, consecutive_groups
 from gemner.pipeline.reproduce_gem_report import gem_plan, run_gem_reproduction
 
 runner = CliRunner()
@@ -80,23 +81,40 @@ def test_the_dry_run_prints_each_step_with_its_command_and_runs_nothing(tmp_path
     assert "row GEM-wo" in result.output
 
 
+def test_consecutive_steps_of_one_group_are_run_together_and_the_rest_alone(tmp_path: Path) -> None:
+    steps = [GemStep(name, "", tmp_path, None, lambda: None, lambda: False, group)
+             for name, group in [("a", None), ("r1", "rec"), ("r2", "rec"), ("b", None), ("c", None),
+                                 ("x1", "rows"), ("x2", "rows"), ("r3", "rec")]]
+    groups = [[step.name for step in group] for group in consecutive_groups(steps)]
+    assert groups == [["a"], ["r1", "r2"], ["b"], ["c"], ["x1", "x2"], ["r3"]]
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("reproduce_gem")
     bench = root / "bench"
     write_synthetic_benchmark(bench, posts=300, seed=0)
-    settings = GemSettings(str(bench), "paper-tiny", runs=root / "runs", quick=True, device="cpu", threads=2)
-    results = run_gem_reproduction(settings, log=lambda _m: None, json_file=root / "out.json")
+    settings = GemSettings(str(bench), "paper-tiny", runs=root / "runs", quick=True, device="cpu", threads=2,
+                           jobs=2)
+    lines: list[str] = []
+    results = run_gem_reproduction(settings, log=lines.append, json_file=root / "out.json")
+    (root / "log.txt").write_text("\n".join(lines))
     return bench, settings, results, root
 
 
-QUICK_TIMEOUT = pytest.mark.timeout(1800)  # the quick run (set up by the first test): ~3.2 min on 2 idle cores
+QUICK_TIMEOUT = pytest.mark.timeout(1800)  # the quick run (set up by the first test): ~2.7 min on 2 idle cores
 
 
 @QUICK_TIMEOUT
 def test_every_stage_runs_with_images_and_gem_grounds_better_than_the_centre_box(quick_run) -> None:
-    _, settings, results, _ = quick_run
+    _, settings, results, root = quick_run
     assert not results.run.failed, results.run.failed
+    log = (root / "log.txt").read_text()
+    for step in ("recogniser wo-mga", "reranker", "grounder", "row centre-box"):  # --jobs 2: in worker processes
+        assert re.search(rf"^\[{step}\] .*\(side by side, 1 thread\)$", log, re.MULTILINE), step
+    assert re.search(r"^\[train predictions\] ", log, re.MULTILINE)
+    assert not re.search(r"^\[train predictions\] .*side by side", log, re.MULTILINE)  # alone, in this process
+    assert "  [recogniser gem] " in log  # the worker's own log lines came back
     records = [json.loads(line) for line in (settings.folder / "rows" / "gem.jsonl").read_text().splitlines()]
     assert len(records) == 45
     for record in records:

@@ -38,7 +38,10 @@ def reproduce(
     reranker_model: Annotated[str | None, typer.Option(help="Reranker base model (default: lite's).")] = None,
     gamma: Annotated[float, typer.Option(help="Sample-filter threshold (paper 0.2).")] = PAPER_GAMMA,
     k: Annotated[int, typer.Option(help="Reranker candidates (paper 5).")] = PAPER_K,
-    threads: Annotated[int, typer.Option(help="CPU threads per step.")] = 1,
+    threads: Annotated[int, typer.Option(min=1, help="CPU threads per step.")] = 1,
+    jobs: Annotated[int, typer.Option(min=1, help="paper-tiny/paper: run independent steps (the recognisers; the "
+                                      "reranker and ITM; the test rows) side by side in this many processes, "
+                                      "sharing --threads.")] = 1,
     recognizers_only: Annotated[bool, typer.Option(
         help="Only train and predict the recogniser variants (split a long reproduction).")] = False,
     report_only: Annotated[bool, typer.Option(
@@ -47,7 +50,7 @@ def reproduce(
     """Each cell of Table 1 (our rows), Table 2 and Fig. 3 is measured here or says what it needs.
     Steps run one by one in this process; plan.txt lists the equivalent `gemner` commands."""
     if config != "lite":
-        _reproduce_gem(dataset, config, runs, images, device, quick, threads, json_file, dry_run)
+        _reproduce_gem(dataset, config, runs, images, device, quick, threads, jobs, json_file, dry_run)
         return
     from ..pipeline.reproduce import NEEDS_IMAGES_NOTE, Settings
     from ..pipeline.tables import run_reproduction
@@ -66,7 +69,7 @@ def reproduce(
 
 
 def _reproduce_gem(dataset: str, config: str, runs: Path | None, images: Path | None, device: str, quick: bool,
-                   threads: int, json_file: Path | None, dry_run: bool) -> None:
+                   threads: int, jobs: int, json_file: Path | None, dry_run: bool) -> None:
     """paper-tiny / paper: `pipeline.reproduce_gem_report.run_gem_reproduction` (or its plan)."""
     from ..pipeline.reproduce_gem import GemSettings
     from ..pipeline.reproduce_gem_profiles import GEM_CONFIGS
@@ -75,7 +78,7 @@ def _reproduce_gem(dataset: str, config: str, runs: Path | None, images: Path | 
     if config not in GEM_CONFIGS:
         raise typer.BadParameter(f"--config is lite, {', '.join(GEM_CONFIGS)}; not {config!r}")
     settings = GemSettings(dataset, config, runs=runs or Path("runs/reproduce-quick" if quick else "runs/reproduce"),
-                           images=images, device=device, quick=quick, threads=threads)
+                           images=images, device=device, quick=quick, threads=threads, jobs=jobs)
     if dry_run:
         for line in gem_plan(settings):
             console.print(line.rstrip("\n"), markup=False, highlight=False)

@@ -48,7 +48,8 @@ class GemSettings:
     images: Path | None = None  # the posts' images (a folder dataset's own images/ by default)
     device: str = "auto"
     quick: bool = False
-    threads: int = 1
+    threads: int = 1  # CPU threads of the run
+    jobs: int = 1  # independent steps (`GemStep.group`) run side by side in this many processes, sharing the threads
 
     @property
     def name(self) -> str:
@@ -70,6 +71,7 @@ class GemStep:
     command: list[str] | None  # the equivalent `gemner` arguments; None: a library step (see description)
     work: Callable[[], object] = field(repr=False)
     done: Callable[[], bool] = field(repr=False)
+    group: str | None = None  # consecutive steps of one group need none of each other's outputs
 
 
 def _file_done(path: Path, lines: int | None = None) -> Callable[[], bool]:
@@ -109,7 +111,7 @@ def plan_steps(settings: GemSettings, log: Log = print) -> list[GemStep]:
             f"recogniser {variant}", f"recogniser {variant} ({profile.encoder}, "
             f"{'with' if with_knowledge else 'no'} knowledge{''.join(', ' + f for f in ablation)})",
             out, command, _bind(work.train_recogniser, inputs, out, changes, knowledge if with_knowledge else None),
-            lambda out=out: training_finished(out)))
+            lambda out=out: training_finished(out), group="recognisers"))
     llava, itm = folder / "base" / "llava", folder / "base" / "itm"
     if profile.tiny:
         steps.append(GemStep("base models", "tiny LLaVA and tiny BLIP ITM built from configs (random init)",
@@ -135,12 +137,13 @@ def plan_steps(settings: GemSettings, log: Log = print) -> list[GemStep]:
                    str(reranker), *profile.reranker_flags(train_predictions)],
         lambda: work.train_reranker(inputs, reranker_base, reranker,
                                     train_predictions if profile.rerank_sent_only else None),
-        _file_done(reranker / "dev_accuracy.json")))
+        _file_done(reranker / "dev_accuracy.json"), group="reranker and ITM"))
     steps.append(GemStep(
         "grounder", f"ITM fine-tuned from {Path(itm_base).name}, P_T threshold tuned on dev", grounder,
         ["train", "grounder", "--dataset", data, "--images", str(_images(settings)), "--model",
          itm_base, "--output", str(grounder), *profile.grounder_flags(), *profile.limit_flags("--max-posts")],
-        lambda: work.train_grounder(inputs, itm_base, grounder), _file_done(grounder / "grounder.json")))
+        lambda: work.train_grounder(inputs, itm_base, grounder), _file_done(grounder / "grounder.json"),
+        group="reranker and ITM"))
     pipeline = folder / PIPELINE_DIR
     steps.append(GemStep(
         "pipeline folder", "ready pipeline folder: gemner.yaml (paths relative to it) + the checkpoints", pipeline,
@@ -155,7 +158,7 @@ def plan_steps(settings: GemSettings, log: Log = print) -> list[GemStep]:
             f"row {row}", f"{row}: test predicted by the whole pipeline{edit}", out,
             ["predict", "--config", str(pipeline), "--dataset", data, *images, "--split", "test", "--output",
              str(out), *row_flags(row, rec), *profile.predict_flags(settings.quick)],
-            _bind(work.predict_row, inputs, pipeline, changes, rec, out), _file_done(out, posts)))
+            _bind(work.predict_row, inputs, pipeline, changes, rec, out), _file_done(out, posts), group="rows"))
     return steps
 
 
@@ -218,7 +221,8 @@ class GemRun:
 
 def run_gem_steps(settings: GemSettings, log: Log = print) -> GemRun:
     """Run every step not yet done, in order (CPU seconds of each recorded; a failed step is reported and
-    the steps that need it fail in turn); writes `plan.txt` and `steps.json`."""
+    the steps that need it fail in turn); writes `plan.txt` and `steps.json`. With `settings.jobs` > 1 the
+    steps of one group run side by side in worker processes, each with its share of the threads."""
     import torch
 
     torch.set_num_threads(settings.threads)
@@ -226,24 +230,104 @@ def run_gem_steps(settings: GemSettings, log: Log = print) -> GemRun:
     timings = settings.folder / "steps.json"
     earlier = json.loads(timings.read_text()) if timings.is_file() else {}
     write_plan(run)
-    for step in run.steps:
-        if step.done():
-            run.cpu_seconds[step.name] = earlier.get(step.name, 0.0)
-            continue
-        log(f"[{step.name}] {step.description}")
-        started = time.process_time()
-        try:
-            step.work()
-        except Exception as err:  # reported; the cells that need this step say "not run"
-            run.failed[step.name] = f"{type(err).__name__}: {err}"
-            log(f"  failed: {run.failed[step.name]}")
-            continue
-        run.cpu_seconds[step.name] = round(time.process_time() - started, 1)
-        timings.write_text(json.dumps(run.cpu_seconds, indent=2))
-        if not step.done():
-            run.failed[step.name] = f"{step.output} was not completed"
-            log(f"  failed: {run.failed[step.name]}")
+    with _Workers(settings) as workers:
+        for group in consecutive_groups(run.steps):
+            pending = []
+            for step in group:
+                if step.done():
+                    run.cpu_seconds[step.name] = earlier.get(step.name, 0.0)
+                else:
+                    pending.append(step)
+            if len(pending) > 1 and settings.jobs > 1:
+                outcomes = workers.run(pending, log)
+            else:
+                outcomes = [(step, *_run_step(step, log)) for step in pending]
+            for step, seconds, failure in outcomes:
+                _record(run, step, seconds, failure, log)
+                timings.write_text(json.dumps(run.cpu_seconds, indent=2))
     return run
+
+
+def consecutive_groups(steps: list[GemStep]) -> list[list[GemStep]]:
+    """Runs of consecutive steps with the same `group`; a step without one stands alone."""
+    groups: list[list[GemStep]] = []
+    for step in steps:
+        if groups and step.group is not None and groups[-1][-1].group == step.group:
+            groups[-1].append(step)
+        else:
+            groups.append([step])
+    return groups
+
+
+def _run_step(step: GemStep, log: Log) -> tuple[float | None, str | None]:
+    """(CPU seconds, None) or (None, the failure)."""
+    log(f"[{step.name}] {step.description}")
+    started = time.process_time()
+    try:
+        step.work()
+    except Exception as err:  # reported; the cells that need this step say "not run"
+        return None, f"{type(err).__name__}: {err}"
+    return round(time.process_time() - started, 1), None
+
+
+def _record(run: GemRun, step: GemStep, seconds: float | None, failure: str | None, log: Log) -> None:
+    if failure is None and not step.done():
+        failure = f"{step.output} was not completed"
+    if seconds is not None:
+        run.cpu_seconds[step.name] = seconds
+    if failure is not None:
+        run.failed[step.name] = failure
+        log(f"  failed: {failure}")
+
+
+class _Workers:
+    """Worker processes for the steps of a group, started on first use and reused by the later groups (each
+    imports torch once). Spawned, not forked: a fork of a process whose torch thread pools have started can
+    hang. A worker rebuilds the plan from the settings (steps hold closures, which do not pickle) and runs
+    the step it is named."""
+
+    def __init__(self, settings: GemSettings) -> None:
+        self.settings = settings
+        self.pool = None
+
+    def __enter__(self) -> _Workers:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+
+    def run(self, steps: list[GemStep], log: Log) -> list[tuple[GemStep, float | None, str | None]]:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        if self.pool is None:
+            self.pool = ProcessPoolExecutor(self.settings.jobs, mp_context=multiprocessing.get_context("spawn"))
+        threads = max(1, self.settings.threads // self.settings.jobs)
+        for step in steps:
+            log(f"[{step.name}] {step.description} (side by side, {threads} thread{'s' * (threads > 1)})")
+        futures = [self.pool.submit(_run_in_worker, self.settings, step.name, threads) for step in steps]
+        outcomes = []
+        for step, future in zip(steps, futures, strict=True):
+            try:
+                lines, seconds, failure = future.result()
+            except Exception as err:  # the worker itself died (killed, out of memory)
+                lines, seconds, failure = [], None, f"{type(err).__name__}: {err}"
+            for line in lines:
+                log(f"  [{step.name}] {line}")
+            outcomes.append((step, seconds, failure))
+        return outcomes
+
+
+def _run_in_worker(settings: GemSettings, name: str, threads: int) -> tuple[list[str], float | None, str | None]:
+    """In a worker process: run the step `name` of the plan; its log lines come back with the outcome."""
+    import torch
+
+    torch.set_num_threads(threads)
+    lines: list[str] = []
+    step = next(step for step in plan_steps(settings, lines.append) if step.name == name)
+    seconds, failure = _run_step(step, lines.append)
+    return lines[1:], seconds, failure  # the first line, the step's own heading, the parent has said
 
 
 def write_plan(run: GemRun) -> Path:
