@@ -123,3 +123,22 @@ def compress(
     console.print(f"wrote {output}: rank {report.rank} over {report.layers} layers keeps "
                   f"{100 * report.kept_energy:.1f}% of the weight change; {report.deltas} small tensors whole; "
                   f"{report.megabytes:.2f} MB")
+
+
+@app.command("vote")
+@friendly_errors
+def vote(
+    predictions: Annotated[list[Path], typer.Argument(help="Two or more predictions JSONL of the same posts "
+                                                      "(recognisers of other seeds, or other models).")],
+    output: Annotated[Path, typer.Option(help="The voted predictions JSONL.")],
+    min_votes: Annotated[int | None, typer.Option(min=1, help="Files that must predict an entity's span and "
+                                                  "type (default: a majority).")] = None,
+) -> None:
+    """Majority vote of several predictions files: an ensemble of recognisers, one entity list per post."""
+    from ..data.issues import IssueLog
+    from ..recognize.vote import vote_files
+
+    log = IssueLog()
+    counts = vote_files(predictions, output, min_votes, log)
+    show_issues(log.issues)
+    console.print(f"wrote {output}: {counts.summary()}", highlight=False)
