@@ -10,6 +10,7 @@ import torch
 
 from gemner.recognize.crf import (
     CRF,
+    crf_log_marginals,
     crf_log_partition,
     crf_log_partition_reference,
     crf_log_potentials,
@@ -74,6 +75,35 @@ def test_log_partition_and_viterbi_match_brute_force(seed):
         gold = torch.tensor([paths[len(paths) // 2] + (0,) * (em.shape[1] - n)])
         numerator = crf_sequence_log_score(em[b:b + 1], gold, mask[b:b + 1], start, end, trans)
         assert numerator.item() == pytest.approx(_path_score(em[b], paths[len(paths) // 2], start, end, trans).item())
+
+
+def test_eq5_marginals_hand_computed_two_tags_two_steps():
+    em = torch.tensor([[[1.0, 0.0], [0.0, 2.0]]])
+    trans = torch.tensor([[0.5, -1.0], [0.0, 0.2]])
+    zero = torch.zeros(2)
+    # paths (0,0) 1.5, (0,1) 2.0, (1,0) 0.0, (1,1) 2.2: P(c_1 = 0) = (e^1.5 + e^2) / Z, P(c_2 = 1) = (e^2 + e^2.2) / Z
+    z = math.exp(1.5) + math.exp(2.0) + math.exp(0.0) + math.exp(2.2)
+    marginals = crf_log_marginals(em, torch.ones(1, 2, dtype=torch.bool), zero, zero, trans).exp()[0]
+    expected = [[(math.exp(1.5) + math.exp(2.0)) / z, (math.exp(0.0) + math.exp(2.2)) / z],
+                [(math.exp(1.5) + math.exp(0.0)) / z, (math.exp(2.0) + math.exp(2.2)) / z]]
+    torch.testing.assert_close(marginals, torch.tensor(expected), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_marginals_match_brute_force_and_carry_gradients(seed):
+    em, mask, start, end, trans, lengths = _random_crf(seed)
+    em = em.clone().requires_grad_()
+    log_marginals = crf_log_marginals(em, mask, start, end, trans)
+    for b, n in enumerate(lengths):
+        paths = list(itertools.product(range(em.shape[2]), repeat=n))
+        probs = torch.softmax(torch.stack([_path_score(em[b], p, start, end, trans) for p in paths]), 0).detach()
+        for i in range(n):
+            for k in range(em.shape[2]):
+                want = sum(float(q) for q, p in zip(probs, paths, strict=True) if p[i] == k)
+                assert log_marginals[b, i, k].exp().item() == pytest.approx(want, abs=1e-9)
+        assert log_marginals[b, n:].abs().sum() == 0  # padding
+    (log_marginals[:, :, 0].exp() * mask).sum().backward()
+    assert em.grad[mask].abs().sum() > 0 and em.grad[~mask].abs().sum() == 0
 
 
 def test_padding_does_not_change_a_row():

@@ -53,6 +53,11 @@ def train_recognizer_cmd(
     length_buckets: Annotated[bool | None, typer.Option("--length-buckets/--no-length-buckets",
                                                         help="Length-bucketed batches (default: preset).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (default: 42).")] = None,
+    teacher: Annotated[list[str] | None, typer.Option(
+        help="Distillation: a trained recogniser (repeat for several, e.g. other seeds) whose fine-tag "
+             "distributions the model also learns.")] = None,
+    distill_weight: Annotated[float | None, typer.Option(
+        min=0.0, max=1.0, help="With --teacher: their weight against the gold tags (default: 0.5).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from <output>/last (its stored settings).")] = False,
     max_train_posts: Annotated[int | None, typer.Option(
         min=1, help="Use only the first N train posts (smoke runs).")] = None,
@@ -86,6 +91,7 @@ def train_recognizer_cmd(
         accumulate=accumulate, warmup_ratio=warmup_ratio, lora_rank=lora_rank, alpha=alpha, beta=beta, bf16=bf16,
         word_shape_dim=word_shape_dim,
         length_buckets=length_buckets, seed=seed, mgp=False if no_mgp else None, mga=False if no_mga else None,
+        teachers=teacher or None, distill_weight=distill_weight,
     )
     variant = variant_name(no_mgp=no_mgp, no_mga=no_mga, head=head, lora_rank=lora_rank)
     data = training_data(dataset, train_file, dev_file, labels, max_train=max_train_posts, max_dev=max_dev_posts)

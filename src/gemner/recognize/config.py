@@ -56,6 +56,12 @@ class RecognizerConfig(BaseModel):
     length_buckets: bool = Field(False, description="batch posts of similar length (less padding)")
     save_every_steps: int = Field(200, description="write the resumable `last/` state this often")
 
+    # --- distillation (not in the paper; `distill`) ---
+    teachers: list[str] = Field(default_factory=list, description="recogniser checkpoints whose averaged "
+                                "fine-tag distributions the model is also trained on (none: plain training)")
+    distill_weight: float = Field(0.5, ge=0.0, le=1.0, description="with teachers: the weight of their "
+                                  "distributions against the gold tags' (fine path)")
+
     def describe(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.model_dump().items())
 

@@ -73,6 +73,30 @@ def crf_log_partition_reference(
     return torch.logsumexp(alpha + end[None], dim=1)
 
 
+def crf_log_marginals(
+    emissions: torch.Tensor, mask: torch.Tensor,
+    start: torch.Tensor, end: torch.Tensor, transitions: torch.Tensor,
+) -> torch.Tensor:
+    """log P(c_i = k | S) under eq. 5 for every position and tag, forward-backward: [B, L, T] (padded positions:
+    0). alpha_i[k] sums the paths' scores up to tag k at i, beta_i[k] those from k at i to the end, and
+    P(c_i = k) = exp(alpha_i[k] + beta_i[k] - log Z). Differentiable, for training on soft targets
+    (`distill`); written in the logsumexp form of `crf_log_partition_reference`."""
+    length = emissions.shape[1]
+    alphas = [start[None] + emissions[:, 0]]
+    for i in range(1, length):
+        step = torch.logsumexp(alphas[-1].unsqueeze(2) + transitions[None], dim=1) + emissions[:, i]
+        alphas.append(torch.where(mask[:, i, None], step, alphas[-1]))
+    final = end[None].expand_as(alphas[0])
+    betas = [final]
+    for i in range(length - 2, -1, -1):  # beta_i from beta_{i+1}; past a row's last word beta is `end`
+        step = torch.logsumexp(transitions[None] + (emissions[:, i + 1] + betas[-1]).unsqueeze(1), dim=2)
+        betas.append(torch.where(mask[:, i + 1, None], step, final))
+    betas.reverse()
+    log_z = torch.logsumexp(alphas[-1] + end[None], dim=1)
+    marginals = torch.stack(alphas, 1) + torch.stack(betas, 1) - log_z[:, None, None]
+    return torch.where(mask[..., None], marginals, torch.zeros_like(marginals))
+
+
 def crf_viterbi(
     emissions: torch.Tensor, mask: torch.Tensor,
     start: torch.Tensor, end: torch.Tensor, transitions: torch.Tensor,
@@ -127,6 +151,10 @@ class CRF(nn.Module):
     def nll(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Mean over the batch of -log P(c* | S) (eqs. 6-7)."""
         return -self.log_likelihood(emissions, tags, mask).mean()
+
+    def log_marginals(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """log P(c_i = k | S) of every position and tag: [B, L, T] (`crf_log_marginals`)."""
+        return crf_log_marginals(emissions, mask, *self._params(emissions))
 
     @torch.no_grad()
     def decode(self, emissions: torch.Tensor, mask: torch.Tensor) -> list[list[int]]:

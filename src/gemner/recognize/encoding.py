@@ -53,6 +53,7 @@ class EncodedPost:
     word_shapes: list[int]  # WORD_SHAPES index of each kept word
     fine_tags: list[int] | None = None
     coarse_tags: list[int] | None = None
+    soft_fine: torch.Tensor | None = None  # [n_words, fine tags]: the teachers' distribution (`distill`)
 
 
 def load_tokenizer(source: str | Pretrained, *, trust_remote_code: bool = False):
@@ -151,11 +152,12 @@ class Batch:
     word_shapes: torch.Tensor
     fine_tags: torch.Tensor | None
     coarse_tags: torch.Tensor | None
+    soft_fine: torch.Tensor | None = None  # [B, W, fine tags]; rows of zeros: no target
 
     def to(self, device: torch.device | str) -> Batch:
         """The same batch with every tensor on `device` (a no-op on the CPU)."""
         for name in ("input_ids", "attention_mask", "token_type_ids", "word_index", "word_mask",
-                     "word_shapes", "fine_tags", "coarse_tags"):
+                     "word_shapes", "fine_tags", "coarse_tags", "soft_fine"):
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, value.to(device))
@@ -181,7 +183,16 @@ def collate(items: list[EncodedPost], pad_id: int) -> Batch:
         fine_tags=_pad([it.fine_tags for it in items], 0) if items[0].fine_tags is not None else None,  # type: ignore[misc]
         coarse_tags=(_pad([it.coarse_tags for it in items], 0)  # type: ignore[misc]
                      if items[0].coarse_tags is not None else None),
+        soft_fine=_pad_rows([it.soft_fine for it in items]) if items[0].soft_fine is not None else None,  # type: ignore[misc]
     )
+
+
+def _pad_rows(rows: list[torch.Tensor]) -> torch.Tensor:
+    """[n_i, T] tensors stacked into [B, max n_i, T], padded with rows of zeros."""
+    padded = torch.zeros(len(rows), max(len(r) for r in rows), rows[0].shape[1], dtype=rows[0].dtype)
+    for i, row in enumerate(rows):
+        padded[i, :len(row)] = row
+    return padded
 
 
 def batch_order(n_items: int, lengths: Sequence[int], batch_size: int, seed: int,

@@ -19,6 +19,7 @@ from torch.nn import functional as F
 from ..data.schema import LabelSchema
 from .config import RecognizerConfig
 from .crf import CRF
+from .distill import soft_target_loss
 from .encoding import WORD_SHAPES, Batch
 from .equations import (
     bio_transition_matrix,
@@ -125,6 +126,10 @@ class Recognizer(nn.Module):
             raise ValueError("loss needs gold tags in the batch")
         emissions, _ = self.emissions(batch)
         fine = self._path_loss(emissions.fine, batch.fine_tags, batch.word_mask, self.fine_crf)
+        if batch.soft_fine is not None:  # distillation (`distill`): the teachers' distributions as well
+            weight = self.config.distill_weight
+            soft = soft_target_loss(emissions.fine, batch.soft_fine, self.fine_crf, batch.word_mask)
+            fine = (1 - weight) * fine + weight * soft
         if emissions.coarse is None:
             return fine
         if batch.coarse_tags is None:

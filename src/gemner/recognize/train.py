@@ -96,6 +96,26 @@ def _encode(model: Recognizer, posts: Sequence[Post], knowledge: dict[str, str] 
     return encode_posts(model.tokenizer, posts, knowledge, model.config.max_length, fine_ids, coarse_ids)
 
 
+def _teacher_targets(config: RecognizerConfig, schema: LabelSchema, posts: Sequence[Post],
+                     knowledge: dict[str, str] | None, output: Path, device: str, log: Callable[[str], None],
+                     is_main: bool) -> list[torch.Tensor]:
+    """The teachers' distributions of the training words (`distill`), read from the run folder when a
+    resumed run made them already."""
+    from .distill import TARGETS_FILE, load_targets, save_targets, teacher_targets
+
+    path = output / TARGETS_FILE
+    targets = load_targets(path, config.teachers, posts)
+    if targets is not None:
+        log(f"teacher distributions of {len(posts)} posts read from {path}")
+        return targets
+    targets = teacher_targets(config.teachers, schema, posts, knowledge, device=device,
+                              batch_size=config.eval_batch_size, log=log)
+    if is_main:
+        output.mkdir(parents=True, exist_ok=True)
+        save_targets(path, targets, config.teachers)
+    return targets
+
+
 def train_recognizer(
     config: RecognizerConfig,
     schema: LabelSchema,
@@ -143,6 +163,10 @@ def train_recognizer(
     parallel.broadcast_parameters(model)
     train_items = _encode(model, train_posts, knowledge)
     dev_items = _encode(model, dev_posts, knowledge)
+    if config.teachers:
+        targets = _teacher_targets(config, schema, train_posts, knowledge, output, device, log, parallel.is_main)
+        for item in train_items:
+            item.soft_fine = targets[item.index][:item.n_words]
     steps_per_epoch = math.ceil(len(train_items) / config.batch_size)
     log(describe_batch(config.batch_size, parallel.world, config.accumulate, "posts"))
     optimizer = make_optimizer(model, config)
