@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from gemner.cli.main import app
 from gemner.data.issues import DataError
 from gemner.data.schema import LabelSchema
+from gemner.data.types import Post
 from gemner.recognize.config import RecognizerConfig
 from gemner.recognize.crf import CRF
 from gemner.recognize.distill import TARGETS_FILE, load_targets, soft_target_loss, teacher_targets
@@ -65,6 +66,9 @@ def test_teacher_targets_are_distributions_that_agree_with_the_teacher(teacher) 
     gold = [tags[f"B-{e.type}"] for p in posts for e in p.entities]
     guessed = [int(t[e.start].argmax()) for p, t in zip(posts, one, strict=True) for e in p.entities]
     assert sum(g == h for g, h in zip(gold, guessed, strict=True)) >= 0.9 * len(gold)
+    empty = teacher_targets([teacher], TINY_SCHEMA, [Post("e", []), posts[0]], None, log=_quiet)
+    assert tuple(empty[0].shape) == (0, len(TINY_SCHEMA.tags))
+    torch.testing.assert_close(empty[1].float(), one[0].float(), atol=1e-3, rtol=0)  # batched otherwise
     twice = teacher_targets([teacher, teacher], TINY_SCHEMA, posts, None, log=_quiet)  # the mean of equals
     for a, b in zip(one, twice, strict=True):
         torch.testing.assert_close(a.float(), b.float(), atol=1e-3, rtol=0)

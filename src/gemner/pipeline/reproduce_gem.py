@@ -259,9 +259,10 @@ def consecutive_groups(steps: list[GemStep]) -> list[list[GemStep]]:
     return groups
 
 
-def _run_step(step: GemStep, log: Log) -> tuple[float | None, str | None]:
-    """(CPU seconds, None) or (None, the failure)."""
-    log(f"[{step.name}] {step.description}")
+def _run_step(step: GemStep, log: Log, announce: bool = True) -> tuple[float | None, str | None]:
+    """(CPU seconds, None) or (None, the failure); `announce`: log the step's heading first."""
+    if announce:
+        log(f"[{step.name}] {step.description}")
     started = time.process_time()
     try:
         step.work()
@@ -326,8 +327,8 @@ def _run_in_worker(settings: GemSettings, name: str, threads: int) -> tuple[list
     torch.set_num_threads(threads)
     lines: list[str] = []
     step = next(step for step in plan_steps(settings, lines.append) if step.name == name)
-    seconds, failure = _run_step(step, lines.append)
-    return lines[1:], seconds, failure  # the first line, the step's own heading, the parent has said
+    seconds, failure = _run_step(step, lines.append, announce=False)  # the parent said the heading
+    return lines, seconds, failure
 
 
 def write_plan(run: GemRun) -> Path:

@@ -47,20 +47,18 @@ def soft_target_loss(emissions: torch.Tensor, targets: torch.Tensor, crf: CRF | 
 @torch.no_grad()
 def teacher_distributions(model, posts: Sequence[Post], knowledge: dict[str, str] | None,
                           batch_size: int = 32) -> list[torch.Tensor]:
-    """One model's fine-path tag distribution of every word it kept, per post: [n_words, T] each."""
-    from .encoding import collate, encode_post
+    """One model's fine-path tag distribution of every word it kept, per post: [n_words, T] each (an empty
+    post: [0, T])."""
+    from .encoding import collate, encode_posts
     from .predict import input_limit
 
     model.eval()
-    limit, pad_id = input_limit(model), model.tokenizer.pad_token_id or 0
-    knowledge = knowledge or {}
-    items = [encode_post(model.tokenizer, post.tokens or ["."], knowledge.get(post.id), limit, index)
-             for index, post in enumerate(posts)]
-    order = sorted(range(len(items)), key=lambda i: len(items[i].input_ids))  # little padding
-    device = next(model.parameters()).device
-    result: list[torch.Tensor] = [torch.zeros(0)] * len(items)
-    for start in range(0, len(order), batch_size):
-        chunk = [items[i] for i in order[start:start + batch_size]]
+    items = encode_posts(model.tokenizer, posts, knowledge, input_limit(model))
+    items.sort(key=lambda item: len(item.input_ids))  # little padding
+    pad_id, device = model.tokenizer.pad_token_id or 0, next(model.parameters()).device
+    result = [torch.zeros(0, len(model.schema.tags))] * len(posts)
+    for start in range(0, len(items), batch_size):
+        chunk = items[start:start + batch_size]
         batch = collate(chunk, pad_id).to(device)
         emissions, _ = model.emissions(batch)
         fine = emissions.fine.float()
