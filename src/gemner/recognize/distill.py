@@ -31,12 +31,17 @@ from .crf import CRF
 TARGETS_FILE = "teacher_targets.safetensors"
 
 
+def word_log_distribution(emissions: torch.Tensor, crf: CRF | None, mask: torch.Tensor) -> torch.Tensor:
+    """log P(c_i = k | S) per word [B, W, T]: the CRF's posterior marginals, or the softmax without a CRF."""
+    return crf.log_marginals(emissions, mask) if crf is not None else F.log_softmax(emissions, dim=-1)
+
+
 def soft_target_loss(emissions: torch.Tensor, targets: torch.Tensor, crf: CRF | None,
                      mask: torch.Tensor) -> torch.Tensor:
     """Mean over the words with a target of -sum_k q_i(k) log p_i(k): q the teachers' distribution [B, W, T]
     (rows of zeros: no target), p the student's CRF marginals over `mask`'s words (softmax without a CRF)."""
     emissions = emissions.float()
-    log_p = crf.log_marginals(emissions, mask) if crf is not None else F.log_softmax(emissions, dim=-1)
+    log_p = word_log_distribution(emissions, crf, mask)
     has_target = (targets.sum(-1) > 0) & mask
     if not bool(has_target.any()):
         return emissions.sum() * 0.0
@@ -61,11 +66,7 @@ def teacher_distributions(model, posts: Sequence[Post], knowledge: dict[str, str
         chunk = items[start:start + batch_size]
         batch = collate(chunk, pad_id).to(device)
         emissions, _ = model.emissions(batch)
-        fine = emissions.fine.float()
-        if model.fine_crf is not None:
-            probs = model.fine_crf.log_marginals(fine, batch.word_mask).exp()
-        else:
-            probs = fine.softmax(-1)
+        probs = word_log_distribution(emissions.fine.float(), model.fine_crf, batch.word_mask).exp()
         for row, item in enumerate(chunk):
             result[item.index] = probs[row, :item.n_words].cpu()
     return result
