@@ -125,9 +125,10 @@ def test_presets_parse_and_bad_configs_are_one_clear_error(tmp_path):
     reranking = load_config("lite-rerank")
     assert not lite.rerank.enabled and reranking.rerank.enabled  # the only difference between the two
     assert with_changes(lite, {"name": "lite-rerank", "rerank": {"enabled": True}}) == reranking
-    base = load_config("base")  # lite on the base encoder's recogniser, nothing else changed
-    assert base.recognizer.model.endswith("fmnerg-recognizer-base")
-    assert with_changes(lite, {"name": "base", "recognizer": {"model": base.recognizer.model}}) == base
+    base = load_config("base")  # lite on the base encoder's recogniser, with that recogniser's own gamma
+    assert base.recognizer.model.endswith("fmnerg-recognizer-base") and base.rerank.gamma != lite.rerank.gamma
+    changes = {"name": "base", "recognizer": {"model": base.recognizer.model}, "rerank": {"gamma": base.rerank.gamma}}
+    assert with_changes(lite, changes) == base
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"recognizer": {"model": "x"}, "rerank": {"gama": 0.3}}))
     result = runner.invoke(app, ["config", "show", str(bad)])
